@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Everything they need is installed
+# here, on a fresh clone of this machine kind; nothing is done by hand.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when a requirements file changed.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt tidkit/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: run test lint venv chromium clean
+
+run: $(STAMP)
+	@scripts/run.sh
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt tidkit/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	}
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

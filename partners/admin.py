@@ -1,0 +1,132 @@
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
+
+from partners.models import ApiKey, MatchReport, Partner, WebhookDelivery
+from partners.services import api_key_create, api_key_revoke
+from tidportal.admin_utils import NoDeleteAdminMixin, ReadOnlyAdminMixin
+
+
+class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    fields = ["name", "prefix", "scopes", "expires_at", "revoked_at", "last_used_at", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = _("API keys (the secret is shown once, when a key is created)")
+
+
+@admin.register(Partner)
+class PartnerAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    list_display = ["name", "slug", "status", "contact_email", "created_at"]
+    list_filter = ["status", "readable_lists"]
+    search_fields = ["name", "slug", "contact_email"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["readable_lists"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # webhooks are HTTPS
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [ApiKeyInline]
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple, label=_("scopes")
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["partner", "name", "scopes", "expires_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    form = ApiKeyForm
+    list_display = [
+        "partner",
+        "name",
+        "prefix",
+        "scopes",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "created_at",
+    ]
+    list_filter = ["partner", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=prefix", "name", "partner__name"]
+    list_select_related = ["partner"]
+    readonly_fields = ["prefix", "revoked_at", "last_used_at", "created_by", "created_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        # A key's partner and scopes are fixed once it exists: make a new key instead.
+        fixed = ["partner", "scopes"] if obj else []
+        return [*fixed, *self.readonly_fields]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name", "expires_at"])
+            return
+        key, raw_key = api_key_create(
+            partner=form.cleaned_data["partner"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data["expires_at"],
+            created_by=request.user,
+        )
+        obj.pk, obj.prefix, obj.digest, obj._state.adding = key.pk, key.prefix, key.digest, False
+        messages.warning(
+            request,
+            format_html(
+                _("Copy this API key now: it is shown only once and cannot be recovered. {key}"),
+                key=format_html('<code class="api-key">{}</code>', raw_key),
+            ),
+        )
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for key in queryset:
+            api_key_revoke(key=key)
+        self.message_user(request, _("%(n)d key(s) revoked.") % {"n": len(queryset)})
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("partners.revoke_apikey")
+
+
+@admin.register(MatchReport)
+class MatchReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "partner",
+        "client_ref",
+        "entry",
+        "hash_type",
+        "distance",
+        "action",
+        "matched_at",
+        "action_at",
+    ]
+    list_filter = ["partner", "action", "hash_type"]
+    search_fields = ["=client_ref", "=entry__value", "=entry__public_id"]
+    list_select_related = ["partner", "entry"]
+    date_hierarchy = "matched_at"
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "partner",
+        "hash_list",
+        "seq",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "partner"]
+    search_fields = ["partner__name"]
+    list_select_related = ["partner", "hash_list"]

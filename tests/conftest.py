@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from tests import corpus
+
+
+@pytest.fixture(scope="session")
+def photo_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[corpus.CorpusFile]:
+    return corpus.build(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture
+def default_list(db):  # noqa: ANN001, ANN201
+    from hashlists.models import HashList
+
+    # Created by a data migration; transactional tests flush it, so make it again if needed.
+    hash_list, _ = HashList.objects.get_or_create(
+        slug="take-it-down", defaults={"name": "Take It Down", "published": True}
+    )
+    return hash_list
+
+
+@pytest.fixture
+def staff_user(db, django_user_model):  # noqa: ANN001, ANN201
+    return django_user_model.objects.create_user(username="staff", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def partner(db, default_list):  # noqa: ANN001, ANN201
+    from partners.services import partner_create
+
+    return partner_create(name="Example Platform", readable_lists=[default_list])
+
+
+@pytest.fixture
+def image_item() -> dict:
+    """A valid reported image, as the browser's hashFile returns it."""
+    from tidkit.hashing import hash_image
+
+    return hash_image(corpus.encode(corpus.photo("astronaut.png"), "PNG"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).parent.name == "integration":
+            item.add_marker(pytest.mark.integration)
+        if Path(item.path).parent.name == "browser":
+            item.add_marker(pytest.mark.browser)

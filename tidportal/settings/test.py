@@ -1,0 +1,30 @@
+"""The test suite: real PostgreSQL and Redis at their local default addresses.
+
+Unit tests run queued tasks in-process (`CELERY_TASK_ALWAYS_EAGER`) so that a service test sees
+its side effects; the integration tests in tests/integration start a real worker process against
+Redis and switch eager mode off for themselves.
+"""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tidportal"),
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "tidportal-test",
+    }
+}
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+
+SECRET_KEY = "test-only-secret-key"  # noqa: S105
+PASSWORD_HASHERS = [
+    # Fast hashing keeps the suite quick; production uses Django's default PBKDF2.
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+]
