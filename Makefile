@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 # Reinstall only when a requirements file changed.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt tidkit/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: run test lint venv chromium clean
+.PHONY: run test lint venv chromium messages clean
 
-run: $(STAMP)
+run: $(STAMP) messages
 	@scripts/run.sh
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium messages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
@@ -30,6 +30,11 @@ $(STAMP): requirements.txt requirements-dev.txt tidkit/pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Translations (English and Spanish) are compiled from locale/*.po; the .mo files are not in git.
+messages: $(STAMP)
+	@command -v msgfmt >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
+	@$(BIN)/python manage.py compilemessages --ignore=.venv --verbosity 0
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 chromium:

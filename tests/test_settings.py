@@ -96,3 +96,4 @@ def test_healthz_reports_the_database(client, db):
 def test_the_home_page_is_available_in_spanish_too(client, db):
     page = client.get("/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert '<html lang="es">' in page
+    assert "Cómo funciona" in page and "Tus imágenes nunca salen de tu dispositivo" in page

@@ -193,7 +193,8 @@ def _decode_canonical(data: bytes, *, mode: Mode) -> Image.Image:
             _draft(image)
         image.seek(0)  # animated images: the first frame
         image.load()
-        image = _flatten(ImageOps.exif_transpose(image))
+        ImageOps.exif_transpose(image, in_place=True)
+        image = _flatten(image)
         return _shrink(image) if mode == "fast" else image
 
 
@@ -242,7 +243,7 @@ def _flatten(image: Image.Image) -> Image.Image:
         image.mode == "P" and "transparency" in image.info
     )
     if not has_alpha:
-        return image.convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")
     rgba = image.convert("RGBA")
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
