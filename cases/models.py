@@ -155,8 +155,8 @@ class MediaItem(models.Model):
         _("publishable"),
         default=False,
         help_text=_(
-            "Whether its perceptual hashes are good enough to go on a list (PDQ quality >= 50, "
-            "pHash not near-uniform, or for videos at least one frame of quality >= 50)."
+            "Whether its hashes may go on a list: an image with PDQ quality >= 50, a video "
+            "with at least one frame of quality >= 50. Featureless media is kept, not published."
         ),
     )
     created_at = models.DateTimeField(_("added at"), auto_now_add=True)

@@ -2,17 +2,22 @@
 
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cases.models import Case, MediaItem
 from cases.validation import media_items_clean
-from hashlists.models import HashList
+from hashlists.models import HashEntry, HashList
+from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
 
 PIN_DIGITS = 8
 
@@ -69,3 +74,160 @@ def case_create(
             raise
         return case, pin
     raise RuntimeError("Could not draw a free case number")  # pragma: no cover - 2^-200
+
+
+def case_number_normalise(raw: object) -> str:
+    """Canonical form of a case number as a person may type it: any case, spaces or no dashes,
+    and the look-alikes O/I/L for 0/1/1 (the alphabet has none of those letters)."""
+    if not isinstance(raw, str):
+        return ""
+    text = "".join(ch for ch in raw.upper() if ch.isalnum())
+    text = text.removeprefix("TID")
+    text = text.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return f"TID-{text[:4]}-{text[4:]}" if len(text) == 8 else ""
+
+
+@transaction.atomic
+def case_accept(*, case: Case, staff: AbstractBaseUser) -> Case:
+    """Accept a case in review and publish its files' publishable hashes on its list.
+
+    Guarantees: the case's entries are active and their ``add`` changes recorded in the same
+    transaction (the sequencer numbers them once it commits). Raises ValidationError if the case
+    is not received or in review.
+    """
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status not in (Case.Status.RECEIVED, Case.Status.IN_REVIEW):
+        raise ValidationError({"status": _("Only cases received or in review can be accepted.")})
+    case.status, case.decided_by, case.decided_at = Case.Status.ACCEPTED, staff, timezone.now()
+    case._change_reason = "accepted"  # simple_history keeps it with the record
+    case.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
+    hash_entries_publish_for_items(hash_list=case.hash_list, items=case.items.all())
+    return case
+
+
+@transaction.atomic
+def case_withdraw(*, case: Case) -> Case:
+    """Withdraw a case at the reporter's request, at any point; withdrawing again changes nothing.
+
+    Every entry that only this case backed is removed from the list (a ``remove`` change in the
+    feed); entries other accepted cases also back stay. The hashes stay on the case as a record.
+    """
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status == Case.Status.WITHDRAWN:
+        return case
+    case.status, case.withdrawn_at = Case.Status.WITHDRAWN, timezone.now()
+    # A withdrawn case carries no decision reason or duplicate link (database constraints).
+    case.rejection_reason, case.duplicate_of = "", None
+    case._change_reason = "withdrawn by the reporter"
+    case.save(
+        update_fields=["status", "withdrawn_at", "rejection_reason", "duplicate_of", "updated_at"]
+    )
+    hash_entries_unback_items(items=case.items.all(), reason=HashEntry.RemovalReason.WITHDRAWN)
+    return case
+
+
+CASE_OPEN_FOR_ITEMS = (Case.Status.RECEIVED, Case.Status.IN_REVIEW, Case.Status.ACCEPTED)
+
+
+@transaction.atomic
+def case_items_add(*, case: Case, items: Sequence[Any]) -> list[MediaItem]:
+    """Add reported files to an open case (received, in review or accepted).
+
+    An accepted case goes back to review so that staff look at the new files; what it already
+    published stays on the list. Raises ValidationError (nothing stored) for malformed items, for
+    files already on the case, and for closed cases.
+    """
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status not in CASE_OPEN_FOR_ITEMS:
+        raise ValidationError(
+            {"case": [_("Files can no longer be added to this case. You can start a new report.")]}
+        )
+    cleaned = media_items_clean(items)
+    existing = set(case.items.values_list("media_type", "md5"))
+    errors = {
+        f"items.{index}.md5": [_("This file is already part of your case.")]
+        for index, item in enumerate(cleaned)
+        if (item["media_type"], item["md5"]) in existing
+    }
+    if errors:
+        raise ValidationError(errors)
+    if case.status == Case.Status.ACCEPTED:
+        case.status = Case.Status.IN_REVIEW
+        case._change_reason = "files added by the reporter"
+        case.save(update_fields=["status", "updated_at"])
+    return MediaItem.objects.bulk_create(MediaItem(case=case, **item) for item in cleaned)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reporter access: case number + PIN, with throttled, time-limited lockouts
+# ------------------------------------------------------------------------------------------------
+
+# Checked when the case number is unknown, so that an unknown case costs the same time as a
+# wrong PIN and timing does not reveal which case numbers exist.
+_DUMMY_PIN_HASH = make_password("00000000")
+
+
+class CaseAccessDenied(Exception):
+    """Unknown case number or wrong PIN: deliberately the same answer for both."""
+
+
+class CaseLocked(Exception):
+    """Too many wrong PINs; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def case_access_for_reporter(*, case_number: object, pin: object, client: str) -> Case:
+    """The case that ``case_number`` and ``pin`` open, for the anonymous ``client`` key.
+
+    Raises CaseAccessDenied for an unknown case or a wrong PIN, and CaseLocked when this client
+    made TID_PIN_MAX_FAILURES wrong guesses on this case, or the case received
+    TID_PIN_CASE_MAX_FAILURES from anywhere, within TID_PIN_LOCKOUT_SECONDS. A right PIN resets
+    the case's count. Stores nothing about the client but a counter under an expiring cache key.
+    """
+    number = case_number_normalise(case_number)
+    pin_text = "".join(ch for ch in pin if ch.isdigit()) if isinstance(pin, str) else ""
+    lock_key = f"pinlock:{number}:{client}"
+    locked_until = cache.get(lock_key)
+    now = timezone.now().timestamp()
+    if locked_until and locked_until > now:
+        raise CaseLocked(int(locked_until - now) + 1)
+    case = Case.objects.filter(case_number=number).first() if number else None
+    if case is not None and case.pin_locked_until and case.pin_locked_until > timezone.now():
+        raise CaseLocked(int((case.pin_locked_until - timezone.now()).total_seconds()) + 1)
+    if case is None:
+        check_password(pin_text, _DUMMY_PIN_HASH)
+        _pin_failure_count(number=number or "?", client=client)
+        raise CaseAccessDenied
+    if not pin_text or not check_password(pin_text, case.pin_hash):
+        _pin_failure_count(number=number, client=client)
+        _pin_failure_record(case=case)
+        raise CaseAccessDenied
+    if case.pin_failures:
+        Case.objects.filter(pk=case.pk).update(pin_failures=0)
+    cache.delete(f"pinfail:{number}:{client}")
+    return case
+
+
+def _pin_failure_count(*, number: str, client: str) -> None:
+    key = f"pinfail:{number}:{client}"
+    timeout = settings.TID_PIN_LOCKOUT_SECONDS
+    cache.add(key, 0, timeout=timeout)
+    if cache.incr(key) >= settings.TID_PIN_MAX_FAILURES:
+        cache.set(f"pinlock:{number}:{client}", timezone.now().timestamp() + timeout, timeout)
+        cache.delete(key)
+
+
+@transaction.atomic
+def _pin_failure_record(*, case: Case) -> None:
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    case.pin_failures += 1
+    if case.pin_failures >= settings.TID_PIN_CASE_MAX_FAILURES:
+        case.pin_failures = 0
+        case.pin_locked_until = timezone.now() + timedelta(seconds=settings.TID_PIN_LOCKOUT_SECONDS)
+    # Counters only: not worth a history record (they are excluded from it anyway).
+    Case.objects.filter(pk=case.pk).update(
+        pin_failures=case.pin_failures, pin_locked_until=case.pin_locked_until
+    )

@@ -14,6 +14,9 @@ from tidkit import formats
 from tidkit.errors import HashFormatError
 
 MAX_ITEMS_PER_REPORT = 200
+# Ten hours of video in one report at one frame per second. With ~95 bytes of JSON a frame this
+# is what sizes the request body limit (cases.api: MAX_BODY_BYTES).
+MAX_FRAMES_PER_REPORT = 36_000
 
 IMAGE_KEYS = {"media_type", "md5", "pdq", "pdq_quality", "phash"}
 VIDEO_KEYS = {"media_type", "md5", "vpdq"}
@@ -36,12 +39,27 @@ def media_items_clean(items: object) -> list[dict[str, Any]]:
         )
     errors: dict[str, list[str]] = {}
     cleaned: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
         try:
-            cleaned.append(media_item_clean(item))
+            fields = media_item_clean(item)
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 errors[f"items.{index}.{field}"] = messages
+            continue
+        key = (fields["media_type"], fields["md5"])
+        if key in seen:
+            errors[f"items.{index}.md5"] = [
+                _("This is the same file as item %(n)d.") % {"n": seen[key] + 1}
+            ]
+        seen.setdefault(key, index)
+        cleaned.append(fields)
+    frames = sum(len(item["vpdq"] or ()) for item in cleaned)
+    if frames > MAX_FRAMES_PER_REPORT:
+        errors["items"] = [
+            _("The videos are too long to report at once (over %(hours)d hours in total).")
+            % {"hours": MAX_FRAMES_PER_REPORT // 3600}
+        ]
     if errors:
         raise ValidationError(errors)
     return cleaned
@@ -84,7 +102,8 @@ def media_item_clean(item: object) -> dict[str, Any]:
             "pdq_quality": quality,
             "phash": phash,
             "vpdq": None,
-            "publishable": formats.pdq_publishable(quality) or formats.phash_publishable(phash),
+            # A featureless image (PDQ quality < 50) is kept on the case but never published.
+            "publishable": formats.pdq_publishable(quality),
         }
     frames = check("vpdq", formats.validate_vpdq)
     if errors:

@@ -170,13 +170,21 @@ class HashEntry(TimeStampedModel):
 
 
 class HashEntrySource(models.Model):
-    """Which reported file put a hash on a list. An entry stays while an accepted case backs it."""
+    """Which reported file put a hash on a list. An entry stays active while at least one case
+    backs it through a source that has not been withdrawn. Sources are never deleted: they are
+    the record of why a hash was on the list."""
 
     entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="sources")
     media_item = models.ForeignKey(
         "cases.MediaItem", on_delete=models.PROTECT, related_name="entry_sources"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(
+        _("no longer backing since"),
+        null=True,
+        blank=True,
+        help_text=_("Set when its case was withdrawn or its acceptance overturned."),
+    )
 
     class Meta:
         verbose_name = _("hash entry source")

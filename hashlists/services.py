@@ -1,12 +1,28 @@
 """Writes on hash lists and the change feed."""
 
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from hashlists.models import HashEntry, ListChange
+from hashlists.models import (
+    HashEntry,
+    HashEntrySource,
+    HashList,
+    HashType,
+    ListChange,
+    MediaType,
+)
+from tidkit import formats
+
+if TYPE_CHECKING:
+    from cases.models import MediaItem
 
 # One lock id for "the sequencer" across every process (pg_advisory_xact_lock takes a bigint).
 SEQUENCER_LOCK_ID = 0x7469645F736571  # "tid_seq"
@@ -75,3 +91,166 @@ def _sequence_batch() -> int:
         )
     ListChange.objects.bulk_update(changes, ["seq", "sequenced_at"], batch_size=1000)
     return len(changes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Entries backed by cases
+# ------------------------------------------------------------------------------------------------
+
+# Removals that a new backing case undoes; a staff decision (or a misuse finding) is not undone
+# by another report of the same hash: staff must review it.
+SELF_HEALING_REMOVALS = {
+    HashEntry.RemovalReason.WITHDRAWN,
+    HashEntry.RemovalReason.NO_BACKING_CASE,
+}
+
+
+@dataclass(frozen=True)
+class PublishableHash:
+    hash_type: str
+    value: str
+    media_type: str
+    quality: int | None
+    frames: list[dict[str, Any]] | None
+
+
+def media_item_publishable_hashes(item: "MediaItem") -> list[PublishableHash]:
+    """The hashes of a reported file that may go on a list (DESIGN.md section 3).
+
+    A featureless image (PDQ quality < 50) publishes nothing; a near-uniform pHash is left out;
+    a video publishes its MD5 and its usable frames (quality >= 50) as one vPDQ entry, whose value
+    is the SHA-256 of the canonical frame list.
+    """
+    if not item.publishable:
+        return []
+    if item.media_type == MediaType.IMAGE:
+        hashes = [
+            PublishableHash(HashType.MD5, item.md5, MediaType.IMAGE, None, None),
+            PublishableHash(HashType.PDQ, item.pdq, MediaType.IMAGE, item.pdq_quality, None),
+        ]
+        if formats.phash_publishable(item.phash):
+            hashes.append(PublishableHash(HashType.PHASH, item.phash, MediaType.IMAGE, None, None))
+        return hashes
+    frames = [f for f in item.vpdq or () if formats.pdq_publishable(f["q"])]
+    return [
+        PublishableHash(HashType.MD5, item.md5, MediaType.VIDEO, None, None),
+        PublishableHash(
+            HashType.VPDQ,
+            vpdq_digest(frames),
+            MediaType.VIDEO,
+            min(f["q"] for f in frames),
+            frames,
+        ),
+    ]
+
+
+def vpdq_digest(frames: Sequence[dict[str, Any]]) -> str:
+    canonical = json.dumps(list(frames), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def hash_entries_publish_for_items(
+    *, hash_list: HashList, items: Iterable["MediaItem"]
+) -> list[HashEntry]:
+    """Put the publishable hashes of ``items`` on ``hash_list``, each backed by its item.
+
+    Must run inside the caller's transaction (the case decision). Creates missing entries,
+    re-activates entries whose removal a new backing case undoes (withdrawn, unbacked), and
+    records an ``add`` change for every entry that became active. Idempotent: publishing the
+    same items twice changes nothing. Concurrent publishers of the same hash are serialised by
+    row locks taken in a fixed order.
+    """
+    wanted: dict[tuple[str, str], tuple[PublishableHash, list[MediaItem]]] = {}
+    for item in items:
+        for h in media_item_publishable_hashes(item):
+            wanted.setdefault((h.hash_type, h.value), (h, []))[1].append(item)
+    if not wanted:
+        return []
+    HashEntry.objects.bulk_create(
+        [
+            HashEntry(
+                hash_list=hash_list,
+                hash_type=h.hash_type,
+                value=h.value,
+                media_type=h.media_type,
+                quality=h.quality,
+                frames=h.frames,
+                status=HashEntry.Status.REMOVED,
+                removal_reason=HashEntry.RemovalReason.NO_BACKING_CASE,
+            )
+            for h, _items in wanted.values()
+        ],
+        ignore_conflicts=True,  # created concurrently or earlier: locked and updated below
+    )
+    entries = _lock_entries(hash_list=hash_list, keys=wanted.keys())
+    HashEntrySource.objects.bulk_create(
+        [
+            HashEntrySource(entry=entry, media_item=item)
+            for entry in entries
+            for item in wanted[(entry.hash_type, entry.value)][1]
+        ],
+        ignore_conflicts=True,
+    )
+    # A source withdrawn earlier (the same file on a case that was withdrawn, then accepted again)
+    # backs the entry again.
+    HashEntrySource.objects.filter(
+        entry__in=entries, media_item__in=[i for _h, items_ in wanted.values() for i in items_]
+    ).update(withdrawn_at=None)
+    _entries_refresh(entries)
+    return entries
+
+
+def hash_entries_unback_items(*, items: Iterable["MediaItem"], reason: str) -> list[HashEntry]:
+    """Stop ``items`` from backing their entries; remove every entry left with no backing.
+
+    Must run inside the caller's transaction. ``reason`` is the removal reason given to entries
+    that lose their last backing case (``withdrawn`` or ``no_backing_case``). Records a
+    ``remove`` change for each entry removed. Idempotent.
+    """
+    item_ids = [i.pk for i in items]
+    entry_ids = set(
+        HashEntrySource.objects.filter(
+            media_item_id__in=item_ids, withdrawn_at__isnull=True
+        ).values_list("entry_id", flat=True)
+    )
+    if not entry_ids:
+        return []
+    entries = list(HashEntry.objects.select_for_update().filter(pk__in=entry_ids).order_by("pk"))
+    HashEntrySource.objects.filter(media_item_id__in=item_ids, withdrawn_at__isnull=True).update(
+        withdrawn_at=timezone.now()
+    )
+    _entries_refresh(entries, removal_reason=reason)
+    return entries
+
+
+def _lock_entries(*, hash_list: HashList, keys: Iterable[tuple[str, str]]) -> list[HashEntry]:
+    condition = Q()
+    for hash_type, value in keys:
+        condition |= Q(hash_type=hash_type, value=value)
+    return list(
+        HashEntry.objects.select_for_update().filter(condition, hash_list=hash_list).order_by("pk")
+    )
+
+
+def _entries_refresh(entries: Sequence[HashEntry], *, removal_reason: str = "") -> None:
+    """Recount each locked entry's backing cases; activate or remove it, recording the change."""
+    counts = dict(
+        HashEntrySource.objects.filter(entry__in=entries, withdrawn_at__isnull=True)
+        .values("entry_id")
+        .annotate(cases=Count("media_item__case_id", distinct=True))
+        .values_list("entry_id", "cases")
+    )
+    for entry in entries:
+        entry.backing_case_count = counts.get(entry.pk, 0)
+        fields = ["backing_case_count", "updated_at"]
+        if entry.backing_case_count and entry.status == HashEntry.Status.REMOVED:
+            if entry.removal_reason in SELF_HEALING_REMOVALS:
+                entry.status, entry.removal_reason = HashEntry.Status.ACTIVE, ""
+                fields += ["status", "removal_reason"]
+                list_change_record(entry=entry, op=ListChange.Op.ADD)
+        elif not entry.backing_case_count and entry.status == HashEntry.Status.ACTIVE:
+            entry.status = HashEntry.Status.REMOVED
+            entry.removal_reason = removal_reason or HashEntry.RemovalReason.NO_BACKING_CASE
+            fields += ["status", "removal_reason"]
+            list_change_record(entry=entry, op=ListChange.Op.REMOVE)
+        entry.save(update_fields=fields)

@@ -5,6 +5,14 @@ import pytest
 from tests import corpus
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttles and PIN lockouts live in the cache (Redis): each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def photo_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[corpus.CorpusFile]:
     return corpus.build(tmp_path_factory.mktemp("corpus"))

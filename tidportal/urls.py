@@ -11,6 +11,7 @@ admin.site.index_title = "Case work, hash lists and partners"
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="site/home.html"), name="home"),
+    path("api/public/", include("cases.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),

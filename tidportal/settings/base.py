@@ -219,6 +219,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "tidportal.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        # Per anonymous client (an HMAC of its address, never the address itself).
+        "public_report": env("TID_THROTTLE_PUBLIC_REPORT", default="20/hour"),
+        "public_case": env("TID_THROTTLE_PUBLIC_CASE", default="60/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "tidportal partner API",
@@ -231,9 +237,15 @@ SPECTACULAR_SETTINGS = {
 # tidportal itself
 # ------------------------------------------------------------------------------------------------
 TID_DEFAULT_HASH_LIST = "take-it-down"
-# Wrong PINs before a case locks, and for how long (issue 3 uses these).
+# Wrong PINs: one client is locked out of a case after TID_PIN_MAX_FAILURES; the case itself
+# locks for everyone after TID_PIN_CASE_MAX_FAILURES from anywhere (distributed guessing). Both
+# locks last TID_PIN_LOCKOUT_SECONDS, so nobody can lock a reporter out of their case for good.
 TID_PIN_MAX_FAILURES = env.int("TID_PIN_MAX_FAILURES", default=5)
+TID_PIN_CASE_MAX_FAILURES = env.int("TID_PIN_CASE_MAX_FAILURES", default=20)
 TID_PIN_LOCKOUT_SECONDS = env.int("TID_PIN_LOCKOUT_SECONDS", default=900)
+# Behind a reverse proxy, the request header (as in request.META) that carries the client's
+# address, e.g. "HTTP_X_FORWARDED_FOR". Only used, hashed, for throttling; never stored.
+TID_CLIENT_IP_HEADER = env("TID_CLIENT_IP_HEADER", default="")
 
 # ------------------------------------------------------------------------------------------------
 # Logging: never log reporter data; structured `extra=` only.

@@ -12,11 +12,12 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tidportal"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# The broker and the cache get databases of their own, so clearing one leaves the other alone.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": env("REDIS_CACHE_URL", default="redis://127.0.0.1:6379/14"),
         "KEY_PREFIX": "tidportal-test",
     }
 }
