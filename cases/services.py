@@ -9,12 +9,12 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cases.models import Case, MediaItem
+from cases.models import Case, CaseNote, MediaItem
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
 from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
@@ -87,22 +87,178 @@ def case_number_normalise(raw: object) -> str:
     return f"TID-{text[:4]}-{text[4:]}" if len(text) == 8 else ""
 
 
+# ------------------------------------------------------------------------------------------------
+# Staff workflow: received -> in review (assigned) -> accepted | not accepted | duplicate;
+# withdrawn by the reporter at any point; supervisors may reopen a decision.
+# ------------------------------------------------------------------------------------------------
+
+OPEN_FOR_DECISION = (Case.Status.RECEIVED, Case.Status.IN_REVIEW)
+DECIDED = (Case.Status.ACCEPTED, Case.Status.NOT_ACCEPTED, Case.Status.DUPLICATE)
+
+
+def _require(staff: AbstractBaseUser, permission: str) -> None:
+    """Services check permissions themselves, so every caller (admin, command, API) is covered."""
+    if not staff.has_perm(permission):
+        raise PermissionDenied(_("You do not have permission to do this."))
+
+
+def _lock_for_decision(case: Case) -> Case:
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status not in OPEN_FOR_DECISION:
+        raise ValidationError(
+            {
+                "status": _(
+                    "Case %(case)s is %(status)s: only cases received or in review can be decided."
+                )
+                % {"case": case.case_number, "status": case.get_status_display().lower()}
+            }
+        )
+    return case
+
+
+@transaction.atomic
+def case_assign(
+    *, case: Case, staff: AbstractBaseUser, assignee: AbstractBaseUser | None = None
+) -> Case:
+    """Assign a received or in-review case to ``assignee`` (default: ``staff``); it is then in
+    review. Raises PermissionDenied without ``cases.review_case`` and ValidationError for a case
+    that is already decided or withdrawn."""
+    _require(staff, "cases.review_case")
+    case = _lock_for_decision(case)
+    case.status, case.assigned_to = Case.Status.IN_REVIEW, assignee or staff
+    case._change_reason = "assigned"
+    case.save(update_fields=["status", "assigned_to", "updated_at"])
+    return case
+
+
 @transaction.atomic
 def case_accept(*, case: Case, staff: AbstractBaseUser) -> Case:
     """Accept a case in review and publish its files' publishable hashes on its list.
 
     Guarantees: the case's entries are active and their ``add`` changes recorded in the same
-    transaction (the sequencer numbers them once it commits). Raises ValidationError if the case
-    is not received or in review.
+    transaction (the sequencer numbers them once it commits). Raises PermissionDenied without
+    ``cases.review_case``, ValidationError if the case is not received or in review.
     """
-    case = Case.objects.select_for_update().get(pk=case.pk)
-    if case.status not in (Case.Status.RECEIVED, Case.Status.IN_REVIEW):
-        raise ValidationError({"status": _("Only cases received or in review can be accepted.")})
+    _require(staff, "cases.review_case")
+    case = _lock_for_decision(case)
     case.status, case.decided_by, case.decided_at = Case.Status.ACCEPTED, staff, timezone.now()
-    case._change_reason = "accepted"  # simple_history keeps it with the record
-    case.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
+    case.assigned_to = case.assigned_to or staff
+    case._change_reason = "accepted"
+    case.save(update_fields=["status", "decided_by", "decided_at", "assigned_to", "updated_at"])
     hash_entries_publish_for_items(hash_list=case.hash_list, items=case.items.all())
     return case
+
+
+def case_accept_many(*, cases: Sequence[Case], staff: AbstractBaseUser) -> tuple[int, list[str]]:
+    """Accept several cases, each in its own transaction: one that cannot be accepted does not
+    stop the others. Returns how many were accepted and the messages for those that were not.
+    Raises PermissionDenied without ``cases.bulk_accept_case``."""
+    _require(staff, "cases.bulk_accept_case")
+    accepted, problems = 0, []
+    for case in cases:
+        try:
+            case_accept(case=case, staff=staff)
+            accepted += 1
+        except ValidationError as exc:
+            problems.extend(exc.messages)
+    return accepted, problems
+
+
+@transaction.atomic
+def case_reject(*, case: Case, staff: AbstractBaseUser, reason: str) -> Case:
+    """Decide that a case is not accepted, with a reason category the reporter will see.
+    Nothing is published. Raises ValidationError for an unknown reason or a closed case."""
+    _require(staff, "cases.review_case")
+    if reason not in Case.RejectionReason.values or not reason:
+        raise ValidationError({"reason": _("Choose why the case is not accepted.")})
+    case = _lock_for_decision(case)
+    case.status, case.rejection_reason = Case.Status.NOT_ACCEPTED, reason
+    case.decided_by, case.decided_at = staff, timezone.now()
+    case.assigned_to = case.assigned_to or staff
+    case._change_reason = f"not accepted: {reason}"
+    case.save(
+        update_fields=[
+            "status",
+            "rejection_reason",
+            "decided_by",
+            "decided_at",
+            "assigned_to",
+            "updated_at",
+        ]
+    )
+    return case
+
+
+@transaction.atomic
+def case_mark_duplicate(*, case: Case, staff: AbstractBaseUser, original: Case) -> Case:
+    """Mark ``case`` a duplicate of ``original`` (followed to its own original, if it is one).
+    Nothing is published from the duplicate. Raises ValidationError for a case marked a duplicate
+    of itself or of a withdrawn case, or a closed case."""
+    _require(staff, "cases.review_case")
+    original = Case.objects.get(pk=original.pk)
+    while original.status == Case.Status.DUPLICATE and original.duplicate_of_id:
+        original = Case.objects.get(pk=original.duplicate_of_id)
+    if original.pk == case.pk:
+        raise ValidationError({"original": _("A case cannot be a duplicate of itself.")})
+    if original.status == Case.Status.WITHDRAWN:
+        raise ValidationError({"original": _("A withdrawn case cannot be the original.")})
+    case = _lock_for_decision(case)
+    case.status, case.duplicate_of = Case.Status.DUPLICATE, original
+    case.decided_by, case.decided_at = staff, timezone.now()
+    case.assigned_to = case.assigned_to or staff
+    case._change_reason = f"duplicate of {original.case_number}"
+    case.save(
+        update_fields=[
+            "status",
+            "duplicate_of",
+            "decided_by",
+            "decided_at",
+            "assigned_to",
+            "updated_at",
+        ]
+    )
+    return case
+
+
+@transaction.atomic
+def case_reopen(*, case: Case, staff: AbstractBaseUser) -> Case:
+    """Supervisor override: take a decided case back into review. An accepted case's hashes
+    leave the list unless another accepted case backs them (``remove`` changes recorded).
+    Raises PermissionDenied without ``cases.override_case``, ValidationError if not decided."""
+    _require(staff, "cases.override_case")
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status not in DECIDED:
+        raise ValidationError({"status": _("Only a decided case can be reopened.")})
+    was_accepted = case.status == Case.Status.ACCEPTED
+    case.status, case.rejection_reason, case.duplicate_of = Case.Status.IN_REVIEW, "", None
+    case.decided_by, case.decided_at, case.assigned_to = None, None, staff
+    case._change_reason = "reopened by a supervisor"
+    case.save(
+        update_fields=[
+            "status",
+            "rejection_reason",
+            "duplicate_of",
+            "decided_by",
+            "decided_at",
+            "assigned_to",
+            "updated_at",
+        ]
+    )
+    if was_accepted:
+        hash_entries_unback_items(
+            items=case.items.all(), reason=HashEntry.RemovalReason.NO_BACKING_CASE
+        )
+    return case
+
+
+@transaction.atomic
+def case_note_add(*, case: Case, staff: AbstractBaseUser, text: str) -> CaseNote:
+    """Add an internal note (never shown to the reporter)."""
+    _require(staff, "cases.add_casenote")
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": _("Write the note first.")})
+    return CaseNote.objects.create(case=case, author=staff, text=text)
 
 
 @transaction.atomic

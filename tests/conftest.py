@@ -29,9 +29,45 @@ def default_list(db):  # noqa: ANN001, ANN201
     return hash_list
 
 
+def staff_with(django_user_model, username, *permissions):  # noqa: ANN001, ANN201
+    """A staff user holding ``permissions`` directly (the groups come from a data migration,
+    which transactional tests flush)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username=username, password="pw", is_staff=True)
+    for dotted in permissions:
+        app_label, codename = dotted.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return django_user_model.objects.get(pk=user.pk)  # fresh: no stale permission cache
+
+
+REVIEWER_PERMISSIONS = (
+    "cases.view_case",
+    "cases.change_case",
+    "cases.review_case",
+    "cases.add_casenote",
+    "cases.view_casenote",
+)
+SUPERVISOR_PERMISSIONS = (
+    *REVIEWER_PERMISSIONS,
+    "cases.bulk_accept_case",
+    "cases.override_case",
+    "hashlists.change_hashentry",
+    "hashlists.view_hashentry",
+)
+
+
+@pytest.fixture
+def reviewer(db, django_user_model):  # noqa: ANN001, ANN201
+    return staff_with(django_user_model, "reviewer", *REVIEWER_PERMISSIONS)
+
+
 @pytest.fixture
 def staff_user(db, django_user_model):  # noqa: ANN001, ANN201
-    return django_user_model.objects.create_user(username="staff", password="pw", is_staff=True)
+    """A supervisor: may do everything in the case workflow."""
+    return staff_with(django_user_model, "supervisor", *SUPERVISOR_PERMISSIONS)
 
 
 @pytest.fixture

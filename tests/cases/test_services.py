@@ -78,7 +78,9 @@ def test_one_bad_item_among_good_ones_rejects_the_whole_report(db, image_item):
     extra = {**image_item, "surprise": True}
     with pytest.raises(ValidationError) as info:
         case_create(
-            reporter="self", under_18_when_made=True, items=[image_item, bad, image_item, extra]
+            reporter="self",
+            under_18_when_made=True,
+            items=[image_item, bad, {**image_item, "md5": "f" * 32}, extra],
         )
     assert set(info.value.message_dict) == {"items.1.pdq", "items.3.surprise"}
     assert Case.objects.count() == 0 and MediaItem.objects.count() == 0
