@@ -96,11 +96,24 @@ class Case(TimeStampedModel):
     )
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     withdrawn_at = models.DateTimeField(_("withdrawn at"), null=True, blank=True)
-    # Wrong-PIN throttling, per case (issue 3): counts since the last success, and a lock.
+    # Near-duplicate hits across cases (kept current by a task whenever files arrive), and the
+    # flag raised when one case's hashes hit many unrelated cases: how misuse shows.
+    near_duplicate_cases = models.PositiveIntegerField(
+        _("other cases with near-duplicates"), default=0, editable=False
+    )
+    misuse_suspected = models.BooleanField(
+        _("misuse suspected"),
+        default=False,
+        editable=False,
+        help_text=_("Its hashes match many unrelated cases."),
+    )
+    # Wrong-PIN throttling, per case: counts since the last success, and a lock.
     pin_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     pin_locked_until = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(excluded_fields=["pin_hash", "pin_failures", "pin_locked_until"])
+    history = HistoricalRecords(
+        excluded_fields=["pin_hash", "pin_failures", "pin_locked_until", "near_duplicate_cases"]
+    )
 
     class Meta:
         verbose_name = _("case")
@@ -129,6 +142,11 @@ class Case(TimeStampedModel):
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="case_status_created"),
+            models.Index(
+                fields=["near_duplicate_cases"],
+                name="case_near_duplicates",
+                condition=Q(near_duplicate_cases__gt=0),
+            ),
             models.Index(fields=["assigned_to", "status"], name="case_assigned_status"),
         ]
         permissions = [
@@ -217,3 +235,25 @@ class CaseNote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case} note {self.pk}"
+
+
+class NearDuplicatePair(models.Model):
+    """Two cases whose files are near-duplicates (same MD5, PDQ within 31, pHash within 8, or a
+    vPDQ match). Stored both ways round, so each case's count is one indexed lookup."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="near_duplicate_pairs")
+    other = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
+    found_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("near-duplicate pair")
+        verbose_name_plural = _("near-duplicate pairs")
+        constraints = [
+            models.UniqueConstraint(fields=["case", "other"], name="nearduplicatepair_unique"),
+            models.CheckConstraint(
+                condition=~Q(case=models.F("other")), name="nearduplicatepair_distinct"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} ~ {self.other_id}"

@@ -3,6 +3,7 @@
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -11,10 +12,12 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cases.models import Case, CaseNote, MediaItem
+from cases.models import Case, CaseNote, MediaItem, NearDuplicatePair
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
 from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
@@ -68,6 +71,7 @@ def case_create(
                     pin_hash=make_password(pin),
                 )
                 MediaItem.objects.bulk_create(MediaItem(case=case, **item) for item in cleaned)
+                _queue_near_duplicates(case)
         except IntegrityError:
             if Case.objects.filter(case_number=case.case_number).exists():
                 continue
@@ -311,7 +315,15 @@ def case_items_add(*, case: Case, items: Sequence[Any]) -> list[MediaItem]:
         case.status = Case.Status.IN_REVIEW
         case._change_reason = "files added by the reporter"
         case.save(update_fields=["status", "updated_at"])
-    return MediaItem.objects.bulk_create(MediaItem(case=case, **item) for item in cleaned)
+    created = MediaItem.objects.bulk_create(MediaItem(case=case, **item) for item in cleaned)
+    _queue_near_duplicates(case)
+    return created
+
+
+def _queue_near_duplicates(case: Case) -> None:
+    from cases import tasks
+
+    transaction.on_commit(partial(tasks.case_near_duplicates_refresh.delay, case_id=case.pk))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,3 +399,41 @@ def _pin_failure_record(*, case: Case) -> None:
     Case.objects.filter(pk=case.pk).update(
         pin_failures=case.pin_failures, pin_locked_until=case.pin_locked_until
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Near-duplicates across cases
+# ------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def case_near_duplicates_refresh(*, case: Case) -> int:
+    """Record which other cases hold near-duplicates of this case's files, and recount this
+    case and each of them; flag a case whose files hit TID_MISUSE_NEAR_DUPLICATE_CASES or more
+    unrelated cases (a duplicate and its original count once). Idempotent. Returns how many other
+    cases this case is near."""
+    from cases.near_duplicates import case_near_duplicates
+
+    found = case_near_duplicates(case=case)
+    others = [hit.case.pk for hit in found.cases]
+    NearDuplicatePair.objects.bulk_create(
+        [NearDuplicatePair(case_id=case.pk, other_id=o) for o in others]
+        + [NearDuplicatePair(case_id=o, other_id=case.pk) for o in others],
+        ignore_conflicts=True,
+    )
+    affected = [case.pk, *others]
+    counts = (
+        NearDuplicatePair.objects.filter(case_id__in=affected)
+        .values("case_id")
+        .annotate(
+            cases=Count("other_id", distinct=True),
+            unrelated=Count(Coalesce("other__duplicate_of_id", "other_id"), distinct=True),
+        )
+    )
+    threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
+    for row in counts:
+        # Counters, not decisions: updated in place without a history record each time.
+        Case.objects.filter(pk=row["case_id"]).update(
+            near_duplicate_cases=row["cases"], misuse_suspected=row["unrelated"] >= threshold
+        )
+    return len(others)

@@ -243,6 +243,8 @@ TID_DEFAULT_HASH_LIST = "take-it-down"
 TID_PIN_MAX_FAILURES = env.int("TID_PIN_MAX_FAILURES", default=5)
 TID_PIN_CASE_MAX_FAILURES = env.int("TID_PIN_CASE_MAX_FAILURES", default=20)
 TID_PIN_LOCKOUT_SECONDS = env.int("TID_PIN_LOCKOUT_SECONDS", default=900)
+# A case whose files are near-duplicates of this many unrelated cases is flagged for misuse.
+TID_MISUSE_NEAR_DUPLICATE_CASES = env.int("TID_MISUSE_NEAR_DUPLICATE_CASES", default=5)
 # Behind a reverse proxy, the request header (as in request.META) that carries the client's
 # address, e.g. "HTTP_X_FORWARDED_FOR". Only used, hashed, for throttling; never stored.
 TID_CLIENT_IP_HEADER = env("TID_CLIENT_IP_HEADER", default="")
