@@ -1,13 +1,21 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
-from django.db.models import Max
-from django.http import HttpRequest
+from django.db.models import Max, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from hashlists import services
 from hashlists.models import HashEntry, HashEntrySource, HashList, ListChange, Snapshot
-from tidportal.admin_utils import NoDeleteAdminMixin, ReadOnlyAdminMixin, short_hash
+from tidportal.admin_utils import (
+    NoDeleteAdminMixin,
+    ReadOnlyAdminMixin,
+    action_with_form,
+    run_service_per_object,
+    short_hash,
+)
 
 
 @admin.register(HashList)
@@ -40,6 +48,16 @@ class HashEntrySourceInline(ReadOnlyAdminMixin, admin.TabularInline):
     @admin.display(description=_("case"))
     def case_number(self, obj: HashEntrySource) -> str:
         return obj.media_item.case.case_number
+
+
+class EntryRemovalForm(forms.Form):
+    reason = forms.ChoiceField(
+        label=_("Reason"),
+        choices=[(r.value, r.label) for r in services.STAFF_REMOVAL_REASONS],
+    )
+    note = forms.CharField(
+        label=_("Note for the record"), required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
 
 
 @admin.register(HashEntry)
@@ -82,7 +100,8 @@ class HashEntryAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         "created_at",
         "updated_at",
     ]
-    fields = [*readonly_fields, "removal_note"]
+    readonly_fields = [*readonly_fields, "removal_note"]
+    fields = readonly_fields
     inlines = [HashEntrySourceInline]
 
     @admin.display(description=_("value"), ordering="value")
@@ -91,6 +110,42 @@ class HashEntryAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # entries come from accepted cases, never typed in
+
+    actions = ["remove_from_list"]
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("hashlists.change_hashentry")
+
+    @admin.action(description=_("Remove from the list (with a reason)"), permissions=["remove"])
+    def remove_from_list(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def apply(form: forms.Form) -> None:
+            run_service_per_object(
+                self,
+                request,
+                queryset,
+                lambda entry: services.hash_entry_remove(
+                    entry=entry,
+                    staff=request.user,
+                    reason=form.cleaned_data["reason"],
+                    note=form.cleaned_data["note"],
+                ),
+                _("%(n)d entr(y/ies) removed; partners receive the removal in the feed."),
+            )
+
+        return action_with_form(
+            self,
+            request,
+            queryset,
+            form_class=EntryRemovalForm,
+            action="remove_from_list",
+            title=_("Remove entries from the list"),
+            explanation=_(
+                "Partners are told to stop matching these hashes. A later report of the same "
+                "hash will not bring them back."
+            ),
+            submit_label=_("Remove"),
+            apply=apply,
+        )
 
 
 @admin.register(ListChange)

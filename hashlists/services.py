@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hashlists.models import (
     HashEntry,
@@ -254,3 +256,34 @@ def _entries_refresh(entries: Sequence[HashEntry], *, removal_reason: str = "") 
             fields += ["status", "removal_reason"]
             list_change_record(entry=entry, op=ListChange.Op.REMOVE)
         entry.save(update_fields=fields)
+
+
+STAFF_REMOVAL_REASONS = (
+    HashEntry.RemovalReason.STAFF,
+    HashEntry.RemovalReason.FALSE_POSITIVE,
+    HashEntry.RemovalReason.MISUSE,
+)
+
+
+@transaction.atomic
+def hash_entry_remove(*, entry: HashEntry, staff: Any, reason: str, note: str = "") -> HashEntry:
+    """Take an entry off its list by staff decision, with a reason (partners hear of it through a
+    ``remove`` change). The decision stands: a later report of the same hash does not bring it
+    back. Raises PermissionDenied without ``hashlists.change_hashentry``; ValidationError for an
+    unknown reason or an entry already removed."""
+    if not staff.has_perm("hashlists.change_hashentry"):
+        raise PermissionDenied(_("Only supervisors can remove entries from a list."))
+    if reason not in STAFF_REMOVAL_REASONS:
+        raise ValidationError({"reason": _("Choose why the entry is removed.")})
+    entry = HashEntry.objects.select_for_update().get(pk=entry.pk)
+    if entry.status == HashEntry.Status.REMOVED:
+        raise ValidationError({"status": _("This entry is already off the list.")})
+    entry.status, entry.removal_reason = HashEntry.Status.REMOVED, reason
+    entry.removal_note = note.strip()
+    entry.flagged_at = None  # reviewed: it leaves the flagged queue
+    entry._change_reason = f"removed by staff: {reason}"
+    entry.save(
+        update_fields=["status", "removal_reason", "removal_note", "flagged_at", "updated_at"]
+    )
+    list_change_record(entry=entry, op=ListChange.Op.REMOVE)
+    return entry

@@ -2,15 +2,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from partners.models import ApiKey, MatchReport, Partner, WebhookDelivery
-from partners.services import api_key_create, api_key_revoke
-from tidportal.admin_utils import NoDeleteAdminMixin, ReadOnlyAdminMixin
+from partners.services import api_key_create, api_key_revoke, partner_set_status
+from tidportal.admin_utils import NoDeleteAdminMixin, ReadOnlyAdminMixin, run_service_per_object
 
 
 class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -21,16 +20,70 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     verbose_name_plural = _("API keys (the secret is shown once, when a key is created)")
 
 
+class PartnerForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        label=_("webhook URL"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("We POST {list, seq} here, signed with the secret below, when a list changes."),
+    )
+    webhook_secret = forms.CharField(
+        label=_("webhook secret"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Write-only: leave empty to keep the current secret."),
+    )
+
+    class Meta:
+        model = Partner
+        fields = [
+            "name",
+            "slug",
+            "contact_email",
+            "readable_lists",
+            "webhook_url",
+            "webhook_secret",
+        ]
+
+    def clean_webhook_secret(self) -> str:
+        return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
+
+
 @admin.register(Partner)
 class PartnerAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    form = PartnerForm
     list_display = ["name", "slug", "status", "contact_email", "created_at"]
     list_filter = ["status", "readable_lists"]
     search_fields = ["name", "slug", "contact_email"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["readable_lists"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # webhooks are HTTPS
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["status", "created_at", "updated_at"]
     inlines = [ApiKeyInline]
+    actions = ["suspend", "reinstate"]
+
+    def has_suspend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("partners.suspend_partner")
+
+    @admin.action(description=_("Suspend: all their keys stop working"), permissions=["suspend"])
+    def suspend(self, request: HttpRequest, queryset: Any) -> None:
+        run_service_per_object(
+            self,
+            request,
+            queryset,
+            lambda p: partner_set_status(partner=p, staff=request.user, status="suspended"),
+            _("%(n)d partner(s) suspended."),
+        )
+
+    @admin.action(description=_("Reinstate"), permissions=["suspend"])
+    def reinstate(self, request: HttpRequest, queryset: Any) -> None:
+        run_service_per_object(
+            self,
+            request,
+            queryset,
+            lambda p: partner_set_status(partner=p, staff=request.user, status="active"),
+            _("%(n)d partner(s) reinstated."),
+        )
 
 
 class ApiKeyForm(forms.ModelForm):

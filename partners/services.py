@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -93,3 +93,20 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
     return key
+
+
+@transaction.atomic
+def partner_set_status(*, partner: Partner, staff: AbstractBaseUser, status: str) -> Partner:
+    """Suspend or reinstate a partner. A suspended partner's keys all fail at once (every
+    request re-checks the partner's status). Raises PermissionDenied without
+    ``partners.suspend_partner``."""
+    if not staff.has_perm("partners.suspend_partner"):
+        raise PermissionDenied(_("Only partner managers can suspend or reinstate partners."))
+    if status not in Partner.Status.values:
+        raise ValidationError({"status": _("Unknown status.")})
+    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    if partner.status != status:
+        partner.status = status
+        partner._change_reason = f"set {status}"
+        partner.save(update_fields=["status", "updated_at"])
+    return partner
