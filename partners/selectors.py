@@ -2,7 +2,7 @@
 
 import hmac
 
-from partners.models import ApiKey
+from partners.models import ApiKey, Partner
 from partners.services import api_key_digest
 
 
@@ -20,3 +20,13 @@ def api_key_get_for_raw_key(*, raw_key: str) -> ApiKey | None:
     if not hmac.compare_digest(api_key_digest(raw_key), key.digest):
         return None
     return key if key.is_usable() else None
+
+
+def partner_names_for_public() -> list[str]:
+    """Names of the platforms taking part, for the reporter site. Suspended partners are left out:
+    the site promises reporters that the platforms it names are the ones acting on the list."""
+    return list(
+        Partner.objects.filter(status=Partner.Status.ACTIVE)
+        .order_by("name")
+        .values_list("name", flat=True)
+    )
