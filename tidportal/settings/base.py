@@ -23,7 +23,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "tidportal.apps.StaffAdminConfig",  # django.contrib.admin with a second factor for staff
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "simple_history",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "tidportal",
     "hashlists",
     "cases",
@@ -48,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -243,6 +246,9 @@ TID_DEFAULT_HASH_LIST = "take-it-down"
 TID_PIN_MAX_FAILURES = env.int("TID_PIN_MAX_FAILURES", default=5)
 TID_PIN_CASE_MAX_FAILURES = env.int("TID_PIN_CASE_MAX_FAILURES", default=20)
 TID_PIN_LOCKOUT_SECONDS = env.int("TID_PIN_LOCKOUT_SECONDS", default=900)
+# Staff log in with a second factor (TOTP) unless this is off: the demo settings turn it off.
+TID_STAFF_OTP_REQUIRED = env.bool("TID_STAFF_OTP_REQUIRED", default=True)
+OTP_TOTP_ISSUER = "tidportal staff"
 # A case whose files are near-duplicates of this many unrelated cases is flagged for misuse.
 TID_MISUSE_NEAR_DUPLICATE_CASES = env.int("TID_MISUSE_NEAR_DUPLICATE_CASES", default=5)
 # Behind a reverse proxy, the request header (as in request.META) that carries the client's

@@ -17,6 +17,9 @@ if not ALLOWED_HOSTS or not SECRET_KEY or SECRET_KEY.startswith("insecure-"):
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters long.")
 
+# --- Staff always log in with a second factor in production.
+TID_STAFF_OTP_REQUIRED = True
+
 # --- HTTPS only
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

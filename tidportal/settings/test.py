@@ -29,3 +29,6 @@ PASSWORD_HASHERS = [
     # Fast hashing keeps the suite quick; production uses Django's default PBKDF2.
     "django.contrib.auth.hashers.MD5PasswordHasher",
 ]
+
+# Most admin tests log staff in directly; tests/test_staff_otp.py turns the second factor on.
+TID_STAFF_OTP_REQUIRED = False
