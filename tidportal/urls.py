@@ -4,10 +4,6 @@ from django.views.i18n import JavaScriptCatalog
 
 from tidportal import views
 
-admin.site.site_header = "tidportal staff"
-admin.site.site_title = "tidportal staff"
-admin.site.index_title = "Case work, hash lists and partners"
-
 urlpatterns = [
     path("", include("cases.urls")),
     path("api/public/", include("cases.api.urls")),
