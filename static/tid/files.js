@@ -174,11 +174,28 @@ function formatSize(bytes) {
   return new Intl.NumberFormat(lang, { style: "unit", unit, maximumFractionDigits: 1 }).format(value);
 }
 
+// The hashing library's error codes (static/tid/hash-error.js) in the reporter's words; its own
+// messages are English and technical, so they are not shown.
 function messageFor(error) {
-  if (error?.code === "unavailable") {
-    return gettext(
-      "This page could not start making fingerprints. Reload the page and try again.",
-    );
+  switch (error?.code) {
+    case "unavailable":
+      return gettext(
+        "This page could not start making fingerprints. Reload the page and try again.",
+      );
+    case "empty":
+      return gettext("This file is empty, so it was left out.");
+    case "truncated":
+      return gettext(
+        "This picture seems damaged or incomplete, so it was left out. If it opens in your photo app, try saving a new copy and choosing that.",
+      );
+    case "too_large":
+      return gettext(
+        "This file is too big to fingerprint on this device, so it was left out. Try a smaller copy of it.",
+      );
+    case "no_video_stream":
+      return gettext("This file has sound but no pictures, so it was left out.");
+    default:
+      break;
   }
   return gettext(
     "This file could not be opened as an image or a video on this device, so it was left out. If it opens in your photo app, try saving a copy as JPEG or MP4 and choosing that.",
