@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt ti
 
 .PHONY: run test lint venv chromium messages clean
 
-run: $(STAMP) messages
+run: $(STAMP) node_modules/.installed messages
 	@scripts/run.sh
 
-test: $(STAMP) chromium messages
+test: $(STAMP) node_modules/.installed chromium messages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
@@ -29,6 +29,14 @@ $(STAMP): requirements.txt requirements-dev.txt tidkit/pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The browser's JavaScript dependencies (@noble/hashes for MD5), exactly as package-lock.json
+# pins them; the static files are served from node_modules with no build step. Reinstalled only
+# when the package files change.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund
 	touch $@
 
 # Translations (English and Spanish) are compiled from locale/*.po; the .mo files are not in git.

@@ -142,6 +142,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hashlists.tasks.list_changes_sequence",
         "schedule": env.float("TID_SEQUENCER_INTERVAL", default=5.0),
     },
+    # Webhook attempts that are due: retries, and first attempts whose task never reached Redis.
+    "webhook-deliveries-due": {
+        "task": "partners.tasks.webhook_deliveries_due",
+        "schedule": env.float("TID_WEBHOOK_DUE_INTERVAL", default=15.0),
+    },
+    "hash-list-snapshots": {
+        "task": "hashlists.tasks.hash_list_snapshots_due",
+        "schedule": env.float("TID_SNAPSHOT_CHECK_INTERVAL", default=60.0),
+    },
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -169,7 +178,12 @@ USE_TZ = True
 # ------------------------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # The browser's MD5 (static/tid/md5.js imports ../vendor/noble-hashes/legacy.js): the npm
+    # package's ES modules served as they are, no build step. `npm ci` (make run/test) installs it.
+    ("vendor/noble-hashes", BASE_DIR / "node_modules" / "@noble" / "hashes"),
+]
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "storage")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -227,6 +241,8 @@ REST_FRAMEWORK = {
         # Per anonymous client (an HMAC of its address, never the address itself).
         "public_report": env("TID_THROTTLE_PUBLIC_REPORT", default="20/hour"),
         "public_case": env("TID_THROTTLE_PUBLIC_CASE", default="60/hour"),
+        # Per partner API key.
+        "partner": env("TID_THROTTLE_PARTNER", default="1200/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -246,6 +262,17 @@ TID_DEFAULT_HASH_LIST = "take-it-down"
 TID_PIN_MAX_FAILURES = env.int("TID_PIN_MAX_FAILURES", default=5)
 TID_PIN_CASE_MAX_FAILURES = env.int("TID_PIN_CASE_MAX_FAILURES", default=20)
 TID_PIN_LOCKOUT_SECONDS = env.int("TID_PIN_LOCKOUT_SECONDS", default=900)
+# Snapshot signing (hashlists/signing.py): the Ed25519 private key as PEM text, or a PEM file;
+# retired public keys (base64, raw 32 bytes) stay published so older snapshots still verify.
+TID_SIGNING_KEY = env("TID_SIGNING_KEY", default="")
+TID_SIGNING_KEY_FILE = env("TID_SIGNING_KEY_FILE", default=str(VAR_DIR / "signing" / "ed25519.pem"))
+TID_SIGNING_PUBLIC_KEYS = env.list("TID_SIGNING_PUBLIC_KEYS", default=[])
+# Snapshots: built by beat every TID_SNAPSHOT_INTERVAL seconds when the list changed, and as soon
+# as TID_SNAPSHOT_CHANGES changes accumulated; the newest TID_SNAPSHOTS_KEPT are kept.
+TID_SNAPSHOT_INTERVAL = env.int("TID_SNAPSHOT_INTERVAL", default=600)
+TID_SNAPSHOT_CHANGES = env.int("TID_SNAPSHOT_CHANGES", default=10_000)
+TID_SNAPSHOTS_KEPT = env.int("TID_SNAPSHOTS_KEPT", default=3)
+
 # Staff log in with a second factor (TOTP) unless this is off: the demo settings turn it off.
 TID_STAFF_OTP_REQUIRED = env.bool("TID_STAFF_OTP_REQUIRED", default=True)
 OTP_TOTP_ISSUER = "tidportal staff"
