@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -110,3 +111,10 @@ def partner_set_status(*, partner: Partner, staff: AbstractBaseUser, status: str
         partner._change_reason = f"set {status}"
         partner.save(update_fields=["status", "updated_at"])
     return partner
+
+
+def api_key_mark_used(*, key: ApiKey) -> None:
+    """Keep ``last_used_at`` roughly current without a database write per request: at most one
+    write a minute per key (the cache remembers the last one)."""
+    if cache.add(f"apikey-used:{key.pk}", 1, timeout=60):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())

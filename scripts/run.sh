@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+export PYTHONUNBUFFERED=1  # logs and printed credentials appear at once
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-tidportal.settings.local}"
 ADDR="${TID_RUN_ADDR:-127.0.0.1:8000}"
 mkdir -p var
 
 $BIN/python manage.py migrate --noinput
+$BIN/python manage.py signing_key_generate --if-missing
 $BIN/python manage.py demo_data
 
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM

@@ -5,6 +5,14 @@ import pytest
 from tests import corpus
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _signing_key(django_db_blocker):
+    """A development signing key for this run (test settings point at a scratch path)."""
+    from django.core.management import call_command
+
+    call_command("signing_key_generate", "--if-missing", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttles and PIN lockouts live in the cache (Redis): each test starts with none."""

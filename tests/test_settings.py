@@ -9,10 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_KEY = "k" * 60
+SIGNING = {"TID_SIGNING_KEY_FILE": "/run/secrets/tidportal-signing.pem"}
 
 
 def start_production(**env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TID_"))}
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
         cwd=ROOT,
@@ -42,7 +43,9 @@ def test_production_refuses_to_start_without_its_secrets(env, complaint):
 
 
 def test_production_starts_with_them_and_passes_the_deploy_checks():
-    result = start_production(DJANGO_SECRET_KEY=GOOD_KEY, DJANGO_ALLOWED_HOSTS="tid.example")
+    result = start_production(
+        DJANGO_SECRET_KEY=GOOD_KEY, DJANGO_ALLOWED_HOSTS="tid.example", **SIGNING
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -65,6 +68,7 @@ def test_production_turns_on_https_only_protections():
             "DJANGO_SETTINGS_MODULE": "tidportal.settings.production",
             "DJANGO_SECRET_KEY": GOOD_KEY,
             "DJANGO_ALLOWED_HOSTS": "tid.example",
+            **SIGNING,
         },
     )
     assert out.stdout.split() == ["True", "True", "True", "DENY", "True", "False"]

@@ -7,6 +7,7 @@ from tidportal import views
 urlpatterns = [
     path("", include("cases.urls")),
     path("api/public/", include("cases.api.urls")),
+    path("api/v1/", include("hashlists.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),

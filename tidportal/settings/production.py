@@ -17,6 +17,10 @@ if not ALLOWED_HOSTS or not SECRET_KEY or SECRET_KEY.startswith("insecure-"):
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters long.")
 
+# --- Snapshots are signed: refuse to start without the private key.
+if not env("TID_SIGNING_KEY", default="") and not env("TID_SIGNING_KEY_FILE", default=""):
+    raise ImproperlyConfigured("Production needs TID_SIGNING_KEY or TID_SIGNING_KEY_FILE.")
+
 # --- Staff always log in with a second factor in production.
 TID_STAFF_OTP_REQUIRED = True
 

@@ -5,6 +5,10 @@ its side effects; the integration tests in tests/integration start a real worker
 Redis and switch eager mode off for themselves.
 """
 
+import os
+import tempfile
+from pathlib import Path
+
 from .base import *  # noqa: F403
 from .base import env
 
@@ -12,6 +16,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tidportal"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Several suites may run side by side on one machine: each can name its own test database.
+DATABASES["default"]["TEST"] = {"NAME": env("TID_TEST_DATABASE", default="test_tidportal")}
 # The broker and the cache get databases of their own, so clearing one leaves the other alone.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {
@@ -32,3 +38,10 @@ PASSWORD_HASHERS = [
 
 # Most admin tests log staff in directly; tests/test_staff_otp.py turns the second factor on.
 TID_STAFF_OTP_REQUIRED = False
+
+# Scratch state of a test run (a throwaway signing key made by tests/conftest.py, snapshot files),
+# shared with the worker processes the integration tests start. Never committed.
+SCRATCH = Path(tempfile.gettempdir()) / f"tidportal-test-{os.getuid()}"
+TID_SIGNING_KEY = ""
+TID_SIGNING_KEY_FILE = env("TID_SIGNING_KEY_FILE", default=str(SCRATCH / "signing" / "ed25519.pem"))
+MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(SCRATCH / "storage")))
