@@ -168,6 +168,8 @@ class WebhookDeliveryStatus(models.TextChoices):
     DELIVERED = "delivered", _("Delivered")
     FAILED = "failed", _("Failed, will retry")
     GAVE_UP = "gave_up", _("Gave up")
+    # A newer notification for the same partner and list tells it everything this one would.
+    SUPERSEDED = "superseded", _("Superseded by a newer notification")
 
 
 class WebhookDelivery(TimeStampedModel):
