@@ -92,6 +92,11 @@ def _sequence_batch() -> int:
             ListChange(pk=change_id, seq=next_seq[list_id], sequenced_at=stamps[list_id])
         )
     ListChange.objects.bulk_update(changes, ["seq", "sequenced_at"], batch_size=1000)
+    # Partners following a list hear of its new highest seq once this transaction commits.
+    from partners.webhooks import webhook_deliveries_queue
+
+    for list_id in list_ids:
+        webhook_deliveries_queue(hash_list_id=list_id, seq=next_seq[list_id])
     return len(changes)
 
 
