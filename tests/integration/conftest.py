@@ -18,12 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def celery_worker(transactional_db):
+def celery_worker(request, transactional_db):
     """Start `celery worker` as its own process, wait until it answers, stop it afterwards.
 
     Tasks queued by the test go through Redis to that process, which writes to the same test
-    database; the test therefore uses committed transactions (transactional_db).
+    database; the test therefore uses committed transactions (transactional_db). The pool is
+    `--pool=solo` unless a test asks for others through indirect parametrisation, e.g.
+    `@pytest.mark.parametrize("celery_worker", [("--pool=threads", "--concurrency=4")],
+    indirect=True)`.
     """
+    pool_args = list(getattr(request, "param", ("--pool=solo",)))
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     db = connection.settings_dict
     env = {
@@ -41,7 +45,7 @@ def celery_worker(transactional_db):
             "-A",
             "tidportal",
             "worker",
-            "--pool=solo",
+            *pool_args,
             "--loglevel=WARNING",
             f"--hostname={hostname}",
             "--without-gossip",
