@@ -415,13 +415,14 @@ def case_near_duplicates_refresh(*, case: Case) -> int:
     from cases.near_duplicates import case_near_duplicates
 
     found = case_near_duplicates(case=case)
-    others = [hit.case.pk for hit in found.cases]
+    others = sorted(hit.case.pk for hit in found.cases)
+    # Rows are written and locked in one global order (by case id), so that refreshes of
+    # overlapping cases running at once wait for each other instead of deadlocking.
+    pairs = sorted([(case.pk, o) for o in others] + [(o, case.pk) for o in others])
     NearDuplicatePair.objects.bulk_create(
-        [NearDuplicatePair(case_id=case.pk, other_id=o) for o in others]
-        + [NearDuplicatePair(case_id=o, other_id=case.pk) for o in others],
-        ignore_conflicts=True,
+        [NearDuplicatePair(case_id=a, other_id=b) for a, b in pairs], ignore_conflicts=True
     )
-    affected = [case.pk, *others]
+    affected = sorted([case.pk, *others])
     counts = (
         NearDuplicatePair.objects.filter(case_id__in=affected)
         .values("case_id")
@@ -431,7 +432,7 @@ def case_near_duplicates_refresh(*, case: Case) -> int:
         )
     )
     threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
-    for row in counts:
+    for row in sorted(counts, key=lambda r: r["case_id"]):
         # Counters, not decisions: updated in place without a history record each time.
         Case.objects.filter(pk=row["case_id"]).update(
             near_duplicate_cases=row["cases"], misuse_suspected=row["unrelated"] >= threshold

@@ -185,7 +185,9 @@ def hash_entries_publish_for_items(
                 status=HashEntry.Status.REMOVED,
                 removal_reason=HashEntry.RemovalReason.NO_BACKING_CASE,
             )
-            for h, _items in wanted.values()
+            # One insertion order for every writer, so concurrent publishers of overlapping
+            # hashes queue behind each other instead of deadlocking.
+            for h, _items in (wanted[key] for key in sorted(wanted))
         ],
         ignore_conflicts=True,  # created concurrently or earlier: locked and updated below
     )
