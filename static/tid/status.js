@@ -49,7 +49,9 @@ const EXPLANATIONS = {
   accepted: gettext(
     "Your fingerprints are on the list. Participating platforms use it to find copies and remove them.",
   ),
-  not_accepted: gettext("Our team could not accept this report."),
+  not_accepted: gettext(
+    "Our team could not accept this report. If you think this is a mistake, or you have other files, you can make a new report.",
+  ),
   duplicate: gettext(
     "These files were already reported in another case, so they are already on the list or being reviewed there.",
   ),

@@ -7,6 +7,7 @@ export function createSteps(root, { onShow } = {}) {
     [...root.querySelectorAll("[data-step]")].map((section) => [section.dataset.step, section]),
   );
   let current = [...steps.values()].find((section) => !section.hidden)?.dataset.step;
+  const pageTitle = document.title;
 
   function show(name, { focus = true } = {}) {
     const target = steps.get(name);
@@ -14,9 +15,15 @@ export function createSteps(root, { onShow } = {}) {
     for (const section of steps.values()) section.hidden = section !== target;
     current = name;
     onShow?.(name);
+    // The window title names the step too: it is what a screen reader announces on return to
+    // the tab, and what the browser's history shows.
+    const heading = target.querySelector("[data-step-heading]");
+    const stepTitle = heading?.textContent.trim();
+    document.title =
+      stepTitle && !pageTitle.startsWith(stepTitle) ? `${stepTitle} · ${pageTitle}` : pageTitle;
     if (focus) {
       window.scrollTo(0, 0);
-      target.querySelector("[data-step-heading]")?.focus();
+      heading?.focus();
     }
   }
 
