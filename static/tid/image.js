@@ -4,7 +4,9 @@
 //
 // Exactness against tidkit (Pillow), measured in Chromium on the test corpus and on a PNG and a
 // lossless WebP holding every (colour, alpha) pair:
-// - imageOrientation "from-image" applies EXIF orientation exactly as ImageOps.exif_transpose.
+// - imageOrientation "from-image" applies EXIF orientation exactly as ImageOps.exif_transpose,
+//   for JPEG and PNG. Chromium ignores the EXIF orientation of WebP files, which Pillow applies:
+//   where the browser is found to do so, the orientation is read here and applied while drawing.
 // - colorSpaceConversion "none" leaves pixels as stored, as Pillow does (no ICC transform).
 // - premultiplyAlpha "none" keeps the decoded colours unpremultiplied; drawing that bitmap over
 //   an opaque white canvas then gives, byte for byte, Pillow's alpha_composite(white, rgba).
@@ -123,6 +125,77 @@ async function headerSize(file, format) {
   return null;
 }
 
+// The orientation tag (0x0112) of IFD0 in an EXIF block ("Exif\0\0" prefix optional), 1 if none.
+function exifOrientation(exif) {
+  const base = ascii(exif, 0, 6) === "Exif\0\0" ? 6 : 0;
+  const order = ascii(exif, base, 2);
+  if (order !== "II" && order !== "MM") return 1;
+  const little = order === "II";
+  const u16 = (o) => (little ? exif[o] | (exif[o + 1] << 8) : (exif[o] << 8) | exif[o + 1]);
+  const u32 = (o) => (little ? u16(o) + u16(o + 2) * 65536 : u16(o) * 65536 + u16(o + 2));
+  const ifd = base + u32(base + 4);
+  if (ifd + 2 > exif.length) return 1;
+  for (let i = 0, count = u16(ifd); i < count && ifd + 14 + 12 * i <= exif.length; i++) {
+    const entry = ifd + 2 + 12 * i;
+    if (u16(entry) === 0x0112) {
+      const value = u16(entry + 8);
+      return value >= 1 && value <= 8 ? value : 1;
+    }
+  }
+  return 1;
+}
+
+// The EXIF orientation of an extended WebP file (its EXIF chunk usually follows the image data:
+// only the chunk headers are read on the way).
+async function webpOrientation(file) {
+  if (ascii(await readBytes(file, 12, 16), 0, 4) !== "VP8X") return 1;
+  for (let offset = 12; offset + 8 <= file.size; ) {
+    const head = await readBytes(file, offset, offset + 8);
+    const size = (head[4] | (head[5] << 8) | (head[6] << 16) | (head[7] << 24)) >>> 0;
+    if (ascii(head, 0, 4) === "EXIF") {
+      return exifOrientation(await readBytes(file, offset + 8, offset + 8 + size));
+    }
+    offset += 8 + size + (size & 1); // chunks are padded to an even length
+  }
+  return 1;
+}
+
+// A 2x1 lossless WebP tagged "rotate 90° clockwise" (EXIF orientation 6).
+const ROTATED_WEBP =
+  "UklGRlIAAABXRUJQVlA4WAoAAAAIAAAAAQAAAAAAVlA4TBEAAAAvAQAAAA8Q87//8x8OMqL/AQBFWElGGgAAAE1NACoA" +
+  "AAAIAAEBEgADAAAAAQAGAAAAAAAA";
+let webpOrientationHonoured = null;
+
+/** Whether this browser applies a WebP file's EXIF orientation itself (found out once). */
+function browserOrientsWebp() {
+  webpOrientationHonoured ??= (async () => {
+    const bytes = Uint8Array.from(atob(ROTATED_WEBP), (c) => c.charCodeAt(0));
+    try {
+      const blob = new Blob([bytes], { type: "image/webp" });
+      const bitmap = await createImageBitmap(blob, BITMAP_OPTIONS);
+      const rotated = bitmap.width === 1;
+      bitmap.close();
+      return rotated;
+    } catch {
+      return true; // cannot tell: trust the browser
+    }
+  })();
+  return webpOrientationHonoured;
+}
+
+// Canvas transforms (a, b, c, d, e, f) that draw a stored w x h bitmap upright, per EXIF
+// orientation: Pillow's exif_transpose. Whole-pixel flips and quarter turns, drawn without
+// smoothing, copy pixels exactly.
+const ORIENTATIONS = {
+  2: (w) => [-1, 0, 0, 1, w, 0], // mirror left-right
+  3: (w, h) => [-1, 0, 0, -1, w, h], // rotate 180°
+  4: (w, h) => [1, 0, 0, -1, 0, h], // mirror top-bottom
+  5: () => [0, 1, 1, 0, 0, 0], // transpose
+  6: (w, h) => [0, 1, -1, 0, h, 0], // rotate 90° clockwise
+  7: (w, h) => [0, -1, -1, 0, h, w], // transverse
+  8: (w) => [0, -1, 1, 0, 0, w], // rotate 90° counter-clockwise
+};
+
 function tooLarge(width, height, detail = "") {
   return new HashingError(
     `The image is too large to process (${width}×${height} pixels)${detail}.`,
@@ -140,6 +213,9 @@ function tooLarge(width, height, detail = "") {
 export async function openCanonical(file, format) {
   const declared = await headerSize(file, format);
   if (declared && declared[0] * declared[1] > MAX_IMAGE_PIXELS) throw tooLarge(...declared);
+  // Orientation the browser leaves for us to apply (WebP in Chromium), 1 otherwise.
+  let orientation = 1;
+  if (format === "webp" && !(await browserOrientsWebp())) orientation = await webpOrientation(file);
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, BITMAP_OPTIONS);
@@ -157,7 +233,9 @@ export async function openCanonical(file, format) {
       { cause: error },
     );
   }
-  const { width, height } = bitmap;
+  const swap = orientation >= 5;
+  const width = swap ? bitmap.height : bitmap.width;
+  const height = swap ? bitmap.width : bitmap.height;
   let canvas = null;
   let context = null;
   try {
@@ -171,7 +249,12 @@ export async function openCanonical(file, format) {
     if (!context) throw tooLarge(width, height, " for this browser");
     context.fillStyle = "#ffffff";
     context.fillRect(0, 0, width, height);
+    if (orientation !== 1) {
+      context.imageSmoothingEnabled = false;
+      context.setTransform(...ORIENTATIONS[orientation](bitmap.width, bitmap.height));
+    }
     context.drawImage(bitmap, 0, 0);
+    context.resetTransform();
   } finally {
     bitmap.close();
   }

@@ -181,6 +181,23 @@ def test_every_variant_kind_is_covered_and_progress_runs_to_one(corpus_agreement
         assert progress[0] == 0 and progress[-1] == 1, str(item)
 
 
+def test_every_exif_orientation_in_every_format_is_applied_as_pillow_does(hashing_page, tmp_path):
+    # Chromium applies EXIF orientation itself to JPEG and PNG but not to WebP, which Pillow
+    # rotates too: hashing.js must end up with Pillow's upright pixels in all three.
+    upright = corpus.photo("chelsea.png").convert("RGB")
+    formats_ = {"jpg": ("JPEG", {"quality": 90}), "png": ("PNG", {}), "webp": ("WEBP", {})}
+    paths = []
+    for suffix, (fmt, params) in formats_.items():
+        for orientation in range(2, 9):
+            path = tmp_path / f"o{orientation}.{suffix}"
+            path.write_bytes(corpus.with_orientation(upright, orientation, fmt, **params))
+            paths.append(path)
+    results = hash_in_browser(hashing_page, paths)
+    for path in paths:
+        theirs = hash_image(path)
+        assert {k: results[path.name][k] for k in theirs} == theirs, path.name
+
+
 def every_colour_and_alpha() -> Image.Image:
     """256x256 RGBA: x is the colour level, y the alpha, so each (level, alpha) pair occurs."""
     level = np.arange(256, dtype=np.uint8)
