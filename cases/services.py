@@ -3,7 +3,6 @@
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +20,7 @@ from cases.models import Case, CaseNote, MediaItem, NearDuplicatePair
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
 from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
+from tidportal.queueing import queue_after_commit
 
 PIN_DIGITS = 8
 
@@ -323,7 +323,7 @@ def case_items_add(*, case: Case, items: Sequence[Any]) -> list[MediaItem]:
 def _queue_near_duplicates(case: Case) -> None:
     from cases import tasks
 
-    transaction.on_commit(partial(tasks.case_near_duplicates_refresh.delay, case_id=case.pk))
+    queue_after_commit(tasks.case_near_duplicates_refresh, case_id=case.pk)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -22,6 +21,7 @@ from hashlists.models import (
     MediaType,
 )
 from tidkit import formats
+from tidportal.queueing import queue_after_commit
 
 if TYPE_CHECKING:
     from cases.models import MediaItem
@@ -37,7 +37,7 @@ def list_change_record(*, entry: HashEntry, op: str) -> ListChange:
     from hashlists import tasks
 
     change = ListChange.objects.create(hash_list_id=entry.hash_list_id, entry=entry, op=op)
-    transaction.on_commit(partial(tasks.list_changes_sequence.delay))
+    queue_after_commit(tasks.list_changes_sequence)
     return change
 
 

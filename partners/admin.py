@@ -177,9 +177,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "attempts",
         "last_status_code",
+        "last_error",
         "next_attempt_at",
         "delivered_at",
     ]
-    list_filter = ["status", "partner"]
+    list_filter = ["status", "partner", "hash_list"]
+    date_hierarchy = "created_at"
     search_fields = ["partner__name"]
     list_select_related = ["partner", "hash_list"]
