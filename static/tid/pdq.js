@@ -12,7 +12,8 @@
 //   doubles: R*0.299 + G*0.587 + B*0.114, then cast to float32), not with the float coefficients
 //   of the C++ helper, which the package never uses.
 //
-// Exports pdqFromRGBA (what hashing.js and video.js call) and the stages, for tests.
+// Exports createPdqHasher (rows streamed in: hashing.js), pdqFromRGBA (a whole frame: video.js),
+// pdqFromLuma, and the stages that have a meaning of their own.
 
 const f32 = Math.fround;
 

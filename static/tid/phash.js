@@ -7,8 +7,8 @@
 //
 // The first two steps are Pillow's C code with integer arithmetic, reproduced here exactly:
 // - convert("L"): L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16 (libImaging/Convert.c).
-// - resize with LANCZOS (libImaging/Resample.c): separable, horizontal pass first over the rows
-//   the vertical pass needs, into an intermediate 8-bit image (so each pass rounds and clips),
+// - resize with LANCZOS (libImaging/Resample.c): two separable passes in Pillow 13's order (see
+//   createLanczosResizer) through an intermediate 8-bit image (so each pass rounds and clips),
 //   with double-precision filter weights normalised per output pixel and then converted to
 //   22-bit fixed point. Without reducing_gap (imagehash passes none) there is no pre-reduction.
 // The DCT is computed in doubles. scipy's FFT-based DCT rounds differently in the last bits of a
