@@ -314,6 +314,25 @@ def test_files_that_cannot_be_hashed_reject_with_tidkits_code_and_a_sentence(
         assert getattr(info.value, "code", None) == code, name
 
 
+def test_md5_is_read_in_slices_and_exact_across_their_boundaries(hashing_page, photo_corpus):
+    # Videos of gigabytes are read a slice at a time; an odd slice size puts boundaries anywhere.
+    item = max(photo_corpus, key=lambda f: f.path.stat().st_size)
+    outcome = hashing_page.evaluate(
+        """async (selector) => {
+            const { md5File } = await import("/static/tid/md5.js");
+            const slices = [];
+            const file = document.querySelector(selector).files[0];
+            const onProgress = (fraction) => slices.push(fraction);
+            const md5 = await md5File(file, { chunkBytes: 65_537, onProgress });
+            return { md5, slices };
+        }""",
+        choose_files(hashing_page, [item.path]),
+    )
+    assert outcome["md5"] == hashlib.md5(item.path.read_bytes()).hexdigest()
+    assert len(outcome["slices"]) == -(-item.path.stat().st_size // 65_537) > 10
+    assert outcome["slices"][-1] == 1
+
+
 def test_the_worker_sends_progress_then_the_result(hashing_page, photo_corpus):
     item = next(f for f in photo_corpus if f.variant == "jpeg-q90")
     messages = hashing_page.evaluate(HASH_IN_WORKER, choose_files(hashing_page, [item.path]))
