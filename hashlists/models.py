@@ -234,6 +234,8 @@ class ListChange(models.Model):
             ),
         ]
         indexes = [
+            # An entry's history in feed order (snapshots: "no later change up to S").
+            models.Index(fields=["entry", "seq"], name="listchange_entry_seq"),
             # The sequencer's queue: unsequenced rows in write order.
             models.Index(
                 fields=["hash_list", "id"],

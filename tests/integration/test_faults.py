@@ -1,0 +1,257 @@
+"""Distribution survives faults (DESIGN.md section 8): the database is the source of truth and
+beat reconciles, so a Redis outage or a killed worker delays distribution but never loses it.
+
+These tests really stop and start the components: a private redis-server on its own port, real
+`celery worker` and `celery beat` processes, and SIGKILL.
+"""
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.utils import timezone
+
+from cases.models import Case
+from hashlists import signing
+from hashlists.models import HashEntry, HashList, ListChange, Snapshot
+from partners.models import WebhookDelivery
+from partners.services import partner_create
+from tests.conftest import SUPERVISOR_PERMISSIONS, staff_with
+from tests.integration.conftest import wait_for
+from tests.partners.webhook_receiver import running_receiver, verify_signature
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """Processes sharing the test database and a private Redis broker."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp_path
+        self.redis: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
+        db = connection.settings_dict
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tidportal.settings.test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": f"redis://127.0.0.1:{self.port}/0",
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+            "TID_SEQUENCER_INTERVAL": "1",
+            "TID_SNAPSHOT_CHECK_INTERVAL": "1",
+        }
+
+    def start_redis(self) -> None:
+        self.redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _answers(self.port), timeout=10)
+
+    def stop_redis(self) -> None:
+        if self.redis:
+            self.redis.kill()
+            self.redis.wait()
+            self.redis = None
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{args[0]}-{len(self.procs)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tidportal", *args, "--loglevel=INFO"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def worker(self) -> subprocess.Popen:
+        name = f"fault-{uuid.uuid4().hex[:6]}@localhost"
+        return self.start(
+            "worker", "--pool=solo", f"--hostname={name}", "--without-gossip", "--without-mingle"
+        )
+
+    def beat(self) -> subprocess.Popen:
+        return self.start("beat", f"--schedule={self.tmp / 'beat-schedule'}")
+
+    def run_python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.stop_redis()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def stack(transactional_db, tmp_path):
+    s = Stack(tmp_path)
+    yield s
+    s.stop_all()
+
+
+ITEM = {
+    "media_type": "image",
+    "md5": "d" * 32,
+    "pdq": "5a" * 32,
+    "pdq_quality": 95,
+    "phash": "0ff00ff00ff00ff0",
+}
+
+
+def test_a_case_accepted_while_redis_is_down_is_distributed_once_it_is_back(
+    stack, default_list, django_user_model
+):
+    supervisor = staff_with(django_user_model, "sup", *SUPERVISOR_PERMISSIONS)
+    with running_receiver() as receiver:
+        partner_create(name="Hooked", readable_lists=[default_list])
+        from partners.models import Partner
+
+        Partner.objects.filter(name="Hooked").update(
+            webhook_url=receiver.url, webhook_secret="s3cret-for-tests"
+        )
+        # Redis is down (nothing listens on its port): accepting must still succeed, at once.
+        started = time.monotonic()
+        result = stack.run_python(
+            "from cases import services; from django.contrib.auth import get_user_model; "
+            f"case, _ = services.case_create(reporter='self', under_18_when_made=True, "
+            f"items=[{ITEM!r}]); "
+            "services.case_accept(case=case, "
+            f"staff=get_user_model().objects.get(pk={supervisor.pk})); "
+            "print(case.case_number)"
+        )
+        elapsed = time.monotonic() - started
+        assert result.returncode == 0, result.stderr
+        assert elapsed < 20, elapsed  # a second or two of publish retries, then on its way
+        case = Case.objects.get(case_number=result.stdout.strip().splitlines()[-1])
+        assert case.status == "accepted"
+        assert ListChange.objects.filter(seq__isnull=True).count() == 3  # written, not numbered
+        # Redis comes back; beat and a worker reconcile what is pending.
+        stack.start_redis()
+        stack.worker()
+        stack.beat()
+        wait_for(lambda: not ListChange.objects.filter(seq__isnull=True).exists(), timeout=60)
+        assert sorted(ListChange.objects.values_list("seq", flat=True)) == [1, 2, 3]
+        delivered = wait_for(
+            lambda: WebhookDelivery.objects.filter(status="delivered").first(), timeout=60
+        )
+        assert delivered.seq == 3
+        request = receiver.requests[-1]
+        assert json.loads(request.body) == {"list": "take-it-down", "seq": 3}
+        assert verify_signature(
+            secret="s3cret-for-tests", headers=request.headers, body=request.body
+        )
+
+
+def seed_entries(hash_list: HashList, count: int) -> None:
+    """Many active entries with their sequenced add changes, written in bulk."""
+    now = timezone.now()
+    entries = HashEntry.objects.bulk_create(
+        [
+            HashEntry(
+                hash_list=hash_list,
+                hash_type="md5",
+                value=f"{n:032x}",
+                media_type="image",
+                backing_case_count=1,
+            )
+            for n in range(count)
+        ],
+        batch_size=10_000,
+    )
+    ListChange.objects.bulk_create(
+        [
+            ListChange(hash_list=hash_list, entry=e, op="add", seq=n + 1, sequenced_at=now)
+            for n, e in enumerate(entries)
+        ],
+        batch_size=10_000,
+    )
+
+
+def test_a_worker_killed_while_building_a_snapshot_leaves_nothing_half_recorded(
+    stack, default_list
+):
+    seed_entries(default_list, 150_000)
+    stack.start_redis()
+    worker = stack.worker()
+    stack.run_python(
+        "from hashlists import tasks; "
+        f"tasks.hash_list_snapshot_build.delay(hash_list_id={default_list.pk})"
+    )
+    time.sleep(2.5)  # it is streaming entries into the file now
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert not Snapshot.objects.exists()  # nothing recorded from the killed build
+    # Redis hands the unacknowledged task out again only after its visibility timeout (an
+    # hour); meanwhile beat finds the list due a snapshot and queues a new build. The late
+    # redelivery is then a no-op: the snapshot at that seq exists.
+    stack.worker()
+    stack.beat()
+    snapshot = wait_for(lambda: Snapshot.objects.first(), timeout=120)
+    assert (snapshot.seq, snapshot.entry_count) == (150_000, 150_000)
+    data = default_storage.open(snapshot.file.name).read()
+    assert hashlib.sha256(data).hexdigest() == snapshot.sha256
+    assert len(gzip.decompress(data).splitlines()) == 150_000
+    public = {k.key_id: k.raw for k in signing.public_keys()}[snapshot.key_id]
+    assert signing.verify_snapshot(
+        public_key=public,
+        signature=bytes(snapshot.signature),
+        list_slug="take-it-down",
+        seq=snapshot.seq,
+        count=snapshot.entry_count,
+        sha256=snapshot.sha256,
+    )
+    assert base64.b64encode(bytes(snapshot.signature))
