@@ -36,7 +36,7 @@ def test_case_create_stores_hashes_and_returns_a_pin_shown_once(db, image_item, 
     assert video.vpdq == video_item()["vpdq"] and video.pdq == ""
 
 
-def test_case_numbers_are_random_not_sequential(db, image_item):
+def test_case_numbers_are_random_not_sequential(db, image_item, default_list):
     numbers = [
         case_create(reporter="self", under_18_when_made=True, items=[image_item])[0].case_number
         for _ in range(5)
@@ -45,7 +45,7 @@ def test_case_numbers_are_random_not_sequential(db, image_item):
     assert numbers != sorted(numbers) or numbers != sorted(numbers, reverse=True)
 
 
-def test_featureless_media_is_kept_but_not_publishable(db, image_item):
+def test_featureless_media_is_kept_but_not_publishable(db, image_item, default_list):
     flat = {**image_item, "pdq_quality": 0, "phash": "0" * 16}
     case, _ = case_create(
         reporter="parent", under_18_when_made=True, items=[flat, video_item(q=10)]
