@@ -195,32 +195,53 @@ export async function hashVideo(file, { onProgress } = {}) {
   }
 }
 
+// Hold on to the frame now on screen, cheaply: a VideoFrame (WebCodecs) references the decoded
+// picture without copying it, so the next seek can start at once and the pixels are read while
+// the browser decodes. Where VideoFrame is missing, the pixels are read from the element now.
+function holdFrame(video, context, width, height) {
+  if (typeof VideoFrame === "function") {
+    try {
+      return new VideoFrame(video);
+    } catch {
+      // Fall through to an immediate copy.
+    }
+  }
+  context.drawImage(video, 0, 0, width, height);
+  return context.getImageData(0, 0, width, height).data;
+}
+
+function pixelsOf(held, context, width, height) {
+  if (!(typeof VideoFrame === "function" && held instanceof VideoFrame)) return held;
+  try {
+    context.drawImage(held, 0, 0, width, height);
+  } finally {
+    held.close();
+  }
+  return context.getImageData(0, 0, width, height).data;
+}
+
 async function hashFrames(video, duration, onProgress) {
   const width = video.videoWidth;
   const height = video.videoHeight;
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext("2d", { willReadFrequently: true });
-  const capture = () => {
-    context.drawImage(video, 0, 0, width, height);
-    return context.getImageData(0, 0, width, height).data;
-  };
   // tidkit samples up to the start of the last frame: find it by seeking to the end.
   const lastFrame = shownFrameTime(video, await seekTo(video, duration));
   const last = Math.min(lastFrame !== null ? lastFrame : duration - 1e-3, MAX_VIDEO_SECONDS);
   const count = Math.floor(last + 1e-6) + 1;
   const frames = [];
   await seekTo(video, 0);
-  let pixels = capture();
+  let held = holdFrame(video, context, width, height);
   for (let t = 0; t < count; t++) {
-    // Start the next seek before hashing this frame: the browser decodes in its own threads
-    // while PDQ runs here.
+    // Start the next seek before reading and hashing this frame: the browser decodes in its
+    // own threads while the page works.
     const next = t + 1 < count ? seekTo(video, t + 1) : null;
-    const { hash, quality } = pdqFromRGBA(pixels, width, height);
+    const { hash, quality } = pdqFromRGBA(pixelsOf(held, context, width, height), width, height);
     frames.push({ t, pdq: hash, q: quality });
     onProgress((t + 1) / count);
     if (next) {
       await next;
-      pixels = capture();
+      held = holdFrame(video, context, width, height);
     }
   }
   return frames;
