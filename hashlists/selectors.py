@@ -1,8 +1,11 @@
 """Reads on hash lists, scoped to the partner asking (same 404 for "missing" and "not yours")."""
 
+import json
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
+from django.db import connection
 from django.db.models import Max, QuerySet
 from django.http import Http404
 
@@ -56,3 +59,48 @@ def list_changes_page(*, hash_list: HashList, after: int, limit: int) -> Iterato
         )[: limit + 1]
     )
     return rows.iterator(chunk_size=2_000)
+
+
+# The feed's hot path on PostgreSQL: the database writes each change's JSON itself, so a page of
+# 10,000 changes costs one indexed range scan and no per-row Python work.
+_FEED_SQL = """
+SELECT c.seq, (jsonb_build_object(
+    'seq', c.seq, 'op', c.op, 'id', e.public_id, 'hash_type', e.hash_type, 'value', e.value,
+    'media_type', e.media_type, 'quality', e.quality,
+    'at', to_char(c.sequenced_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+) || CASE WHEN e.frames IS NULL THEN '{}'::jsonb
+          ELSE jsonb_build_object('frames', e.frames) END)::text
+FROM hashlists_listchange c JOIN hashlists_hashentry e ON e.id = c.entry_id
+WHERE c.hash_list_id = %s AND c.seq > %s
+ORDER BY c.seq
+LIMIT %s
+"""
+
+
+def list_changes_page_json(
+    *, hash_list: HashList, after: int, limit: int
+) -> Iterator[tuple[int, str]]:
+    """Like list_changes_page, as (seq, the change as JSON text): built by PostgreSQL when the
+    database is PostgreSQL, in Python otherwise (the embedded SQLite default)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_FEED_SQL, [hash_list.pk, after, limit + 1])
+            while rows := cursor.fetchmany(2_000):
+                yield from rows
+        return
+    for seq, op, public_id, hash_type, value, media_type, quality, frames, at in list_changes_page(
+        hash_list=hash_list, after=after, limit=limit
+    ):
+        change = {
+            "seq": seq,
+            "op": op,
+            "id": str(public_id),
+            "hash_type": hash_type,
+            "value": value,
+            "media_type": media_type,
+            "quality": quality,
+            "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        if frames is not None:
+            change["frames"] = frames
+        yield seq, json.dumps(change, separators=(",", ":"))

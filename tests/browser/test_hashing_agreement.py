@@ -31,7 +31,9 @@ HASH_TIMEOUT_MS = 120_000
 
 # The live server's home page reads the test database once (see hashing_page), which must exist;
 # the tests themselves touch no data (each runs in a transaction rolled back, which is cheap).
-pytestmark = pytest.mark.django_db
+# Transactional: it shares the live server, whose tests pytest-django runs after the plain
+# database tests (a live server flushes the database when it is done).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 # Hash every file of the page's file input, one at a time; failures become {error, code}.
 HASH_INPUT = """
