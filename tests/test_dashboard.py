@@ -24,9 +24,6 @@ from hashlists.models import HashEntry, ListChange
 from partners.models import MatchReport
 from partners.services import partner_create
 
-# The dashboard's URL is mounted by tidportal/urls.py; this URLConf adds it for these tests.
-pytestmark = pytest.mark.urls("tests.dashboard_urls")
-
 _seq = count(1)
 
 
