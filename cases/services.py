@@ -120,6 +120,17 @@ def _lock_for_decision(case: Case) -> Case:
     return case
 
 
+def _record_decision(case: Case, staff: AbstractBaseUser, reason: str, **fields: Any) -> Case:
+    """Save a decision on a locked case: its fields, who and when, and why (for the history)."""
+    for name, value in fields.items():
+        setattr(case, name, value)
+    case.decided_by, case.decided_at = staff, timezone.now()
+    case.assigned_to = case.assigned_to or staff
+    case._change_reason = reason
+    case.save(update_fields=[*fields, "decided_by", "decided_at", "assigned_to", "updated_at"])
+    return case
+
+
 @transaction.atomic
 def case_assign(
     *, case: Case, staff: AbstractBaseUser, assignee: AbstractBaseUser | None = None
@@ -144,11 +155,9 @@ def case_accept(*, case: Case, staff: AbstractBaseUser) -> Case:
     ``cases.review_case``, ValidationError if the case is not received or in review.
     """
     _require(staff, "cases.review_case")
-    case = _lock_for_decision(case)
-    case.status, case.decided_by, case.decided_at = Case.Status.ACCEPTED, staff, timezone.now()
-    case.assigned_to = case.assigned_to or staff
-    case._change_reason = "accepted"
-    case.save(update_fields=["status", "decided_by", "decided_at", "assigned_to", "updated_at"])
+    case = _record_decision(
+        _lock_for_decision(case), staff, "accepted", status=Case.Status.ACCEPTED
+    )
     hash_entries_publish_for_items(hash_list=case.hash_list, items=case.items.all())
     return case
 
@@ -175,22 +184,13 @@ def case_reject(*, case: Case, staff: AbstractBaseUser, reason: str) -> Case:
     _require(staff, "cases.review_case")
     if reason not in Case.RejectionReason.values or not reason:
         raise ValidationError({"reason": _("Choose why the case is not accepted.")})
-    case = _lock_for_decision(case)
-    case.status, case.rejection_reason = Case.Status.NOT_ACCEPTED, reason
-    case.decided_by, case.decided_at = staff, timezone.now()
-    case.assigned_to = case.assigned_to or staff
-    case._change_reason = f"not accepted: {reason}"
-    case.save(
-        update_fields=[
-            "status",
-            "rejection_reason",
-            "decided_by",
-            "decided_at",
-            "assigned_to",
-            "updated_at",
-        ]
+    return _record_decision(
+        _lock_for_decision(case),
+        staff,
+        f"not accepted: {reason}",
+        status=Case.Status.NOT_ACCEPTED,
+        rejection_reason=reason,
     )
-    return case
 
 
 @transaction.atomic
@@ -206,22 +206,13 @@ def case_mark_duplicate(*, case: Case, staff: AbstractBaseUser, original: Case) 
         raise ValidationError({"original": _("A case cannot be a duplicate of itself.")})
     if original.status == Case.Status.WITHDRAWN:
         raise ValidationError({"original": _("A withdrawn case cannot be the original.")})
-    case = _lock_for_decision(case)
-    case.status, case.duplicate_of = Case.Status.DUPLICATE, original
-    case.decided_by, case.decided_at = staff, timezone.now()
-    case.assigned_to = case.assigned_to or staff
-    case._change_reason = f"duplicate of {original.case_number}"
-    case.save(
-        update_fields=[
-            "status",
-            "duplicate_of",
-            "decided_by",
-            "decided_at",
-            "assigned_to",
-            "updated_at",
-        ]
+    return _record_decision(
+        _lock_for_decision(case),
+        staff,
+        f"duplicate of {original.case_number}",
+        status=Case.Status.DUPLICATE,
+        duplicate_of=original,
     )
-    return case
 
 
 @transaction.atomic

@@ -2,6 +2,7 @@
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
@@ -24,6 +25,25 @@ class PartnerApi(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     throttle_classes = [PartnerKeyThrottle]
     required_scope = "lists:read"
+
+
+class SnapshotLookupMixin:
+    def snapshot_or_not_modified(
+        self, request: Request, slug: str
+    ) -> tuple[Any, str, HttpResponse | None]:
+        """The snapshot asked for (``?seq=``, default the newest), its ETag, and a 304 answer
+        when the client already has it."""
+        seq = request.query_params.get("seq")
+        snapshot = selectors.snapshot_get_for_partner(
+            partner=request.user.partner, slug=slug, seq=int(seq) if seq and seq.isdigit() else None
+        )
+        etag = f'"{snapshot.sha256}"'
+        unchanged = request.headers.get("If-None-Match") == etag
+        return (
+            snapshot,
+            etag,
+            HttpResponse(status=304, headers={"ETag": etag}) if unchanged else None,
+        )
 
 
 class HashListListApi(PartnerApi):
@@ -78,7 +98,7 @@ def _stream_page(rows: Iterator[tuple[int, str]], *, after: int, limit: int) -> 
     yield f'],"next":{last},"has_more":{"true" if has_more else "false"}}}'.encode()
 
 
-class SnapshotApi(PartnerApi):
+class SnapshotApi(SnapshotLookupMixin, PartnerApi):
     @extend_schema(
         parameters=[
             OpenApiParameter(
@@ -88,13 +108,9 @@ class SnapshotApi(PartnerApi):
         responses=serializers.SnapshotSerializer,
     )
     def get(self, request: Request, slug: str) -> Response | HttpResponse:
-        seq = request.query_params.get("seq")
-        snapshot = selectors.snapshot_get_for_partner(
-            partner=request.user.partner, slug=slug, seq=int(seq) if seq and seq.isdigit() else None
-        )
-        etag = f'"{snapshot.sha256}"'
-        if request.headers.get("If-None-Match") == etag:
-            return HttpResponse(status=304, headers={"ETag": etag})
+        snapshot, etag, not_modified = self.snapshot_or_not_modified(request, slug)
+        if not_modified:
+            return not_modified
         data = {
             "hash_list": snapshot.hash_list,
             "seq": snapshot.seq,
@@ -117,19 +133,15 @@ class SnapshotApi(PartnerApi):
         return Response(serializers.SnapshotSerializer(data).data, headers={"ETag": etag})
 
 
-class SnapshotDownloadApi(PartnerApi):
+class SnapshotDownloadApi(SnapshotLookupMixin, PartnerApi):
     @extend_schema(
         parameters=[OpenApiParameter("seq", int, required=False)],
         responses={(200, "application/gzip"): bytes},
     )
     def get(self, request: Request, slug: str) -> FileResponse | HttpResponse:
-        seq = request.query_params.get("seq")
-        snapshot = selectors.snapshot_get_for_partner(
-            partner=request.user.partner, slug=slug, seq=int(seq) if seq and seq.isdigit() else None
-        )
-        etag = f'"{snapshot.sha256}"'
-        if request.headers.get("If-None-Match") == etag:
-            return HttpResponse(status=304, headers={"ETag": etag})
+        snapshot, etag, not_modified = self.snapshot_or_not_modified(request, slug)
+        if not_modified:
+            return not_modified
         response = FileResponse(
             default_storage.open(snapshot.file.name, "rb"),
             content_type="application/gzip",
