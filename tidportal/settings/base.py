@@ -189,6 +189,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Snapshots on S3-compatible storage when a bucket is configured (django-storages):
+# https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html
+TID_S3_BUCKET = env("TID_S3_BUCKET", default="")
+if TID_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": TID_S3_BUCKET,
+            "location": env("TID_S3_PREFIX", default=""),
+            "endpoint_url": env("TID_S3_ENDPOINT_URL", default=None),
+            "region_name": env("TID_S3_REGION", default=None),
+            "access_key": env("TID_S3_ACCESS_KEY_ID", default=None),
+            "secret_key": env("TID_S3_SECRET_ACCESS_KEY", default=None),
+            "default_acl": None,  # private objects; partners download through the API
+            "file_overwrite": False,
+        },
+    }
 
 # ------------------------------------------------------------------------------------------------
 # Security headers. Production turns on the HTTPS-only parts.
