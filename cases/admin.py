@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -396,6 +397,26 @@ class CaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # cases come from reporters only
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "assigned_to":
+            # Only people who can work cases, and no "add user" shortcut on a case page.
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(is_active=True, is_staff=True)
+                .filter(
+                    Q(is_superuser=True)
+                    | Q(user_permissions__codename="review_case")
+                    | Q(groups__permissions__codename="review_case")
+                )
+                .distinct()
+                .order_by("username")
+            )
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "assigned_to" and field is not None:
+            field.widget.can_add_related = field.widget.can_change_related = False
+            field.widget.can_delete_related = field.widget.can_view_related = False
+        return field
 
     def save_model(self, request: HttpRequest, obj: Case, form: Any, change: bool) -> None:
         # Only the assignment is editable on the form; it goes through the workflow service.

@@ -212,3 +212,15 @@ def test_the_queue_and_a_case_page_take_a_bounded_number_of_queries(
         assert client.get(reverse(CHANGELIST)).status_code == 200
     with django_assert_max_num_queries(45):
         assert client.get(reverse("admin:cases_case_change", args=[cases[0].pk])).status_code == 200
+
+
+def test_a_case_can_be_assigned_only_to_people_who_work_cases(
+    client, reviewer, staff_user, django_user_model, make_case
+):
+    staff_with(django_user_model, "pm", "partners.view_partner")
+    case = make_case()
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:cases_case_change", args=[case.pk])).content.decode()
+    options = page.split('name="assigned_to"')[1].split("</select>")[0]
+    assert ">reviewer<" in options and ">supervisor<" in options and ">pm<" not in options
+    assert "add_id_assigned_to" not in page
