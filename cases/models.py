@@ -142,6 +142,7 @@ class Case(TimeStampedModel):
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="case_status_created"),
+            models.Index(fields=["created_at"], name="case_created"),  # the queue's default order
             models.Index(
                 fields=["near_duplicate_cases"],
                 name="case_near_duplicates",
