@@ -149,12 +149,13 @@ def case_near_duplicates(*, case: Case) -> NearDuplicates:
         for item, hits in zip(images, entries.index.query_many(values, radius), strict=True):
             for entry_id, distance in hits:
                 note_entry(entry_id, distance, item.pk)
-    for item in items:
-        for other in (
-            MediaItem.objects.filter(md5=item.md5).exclude(pk__in=own).values_list("pk", flat=True)
-        ):
-            item_hits[other].append(("md5", 0, item.pk))
     item_by_md5 = {i.md5: i.pk for i in items}
+    for other, md5 in (
+        MediaItem.objects.filter(md5__in=list(item_by_md5))
+        .exclude(pk__in=own)
+        .values_list("pk", "md5")
+    ):
+        item_hits[other].append(("md5", 0, item_by_md5[md5]))
     for entry_id, md5 in HashEntry.objects.filter(
         hash_type="md5", value__in=list(item_by_md5)
     ).values_list("pk", "value"):

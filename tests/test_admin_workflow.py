@@ -1,7 +1,5 @@
 """Case work in the admin, as staff do it: actions, forms, panels, search, filters, queries."""
 
-import random
-
 import pytest
 from django.urls import reverse
 
@@ -12,16 +10,9 @@ from partners.models import Partner
 from partners.selectors import api_key_get_for_raw_key
 from partners.services import api_key_create
 from tests.conftest import staff_with
+from tests.helpers import flip
 
 CHANGELIST = "admin:cases_case_changelist"
-
-
-def flip(hex_hash, bits, seed=1):
-    rng = random.Random(seed)
-    value = int(hex_hash, 16)
-    for b in rng.sample(range(len(hex_hash) * 4), bits):
-        value ^= 1 << b
-    return f"{value:0{len(hex_hash)}x}"
 
 
 @pytest.fixture

@@ -8,14 +8,8 @@ from cases import services
 from cases.models import Case, MediaItem
 from cases.near_duplicates import case_near_duplicates
 from hashlists.models import HashEntry
+from tests.helpers import flip
 from tidkit import formats
-
-
-def flip(hex_hash, bits, rng):
-    value = int(hex_hash, 16)
-    for b in rng.sample(range(len(hex_hash) * 4), bits):
-        value ^= 1 << b
-    return f"{value:0{len(hex_hash)}x}"
 
 
 def image(rng, pdq=None, phash=None, md5=None):

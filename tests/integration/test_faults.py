@@ -29,16 +29,11 @@ from hashlists.models import HashEntry, HashList, ListChange, Snapshot
 from partners.models import WebhookDelivery
 from partners.services import partner_create
 from tests.conftest import SUPERVISOR_PERMISSIONS, staff_with
+from tests.helpers import free_port
 from tests.integration.conftest import wait_for
 from tests.partners.webhook_receiver import running_receiver, verify_signature
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:

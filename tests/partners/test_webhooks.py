@@ -7,7 +7,6 @@ Celery runs tasks eagerly here; tests/integration/test_webhooks_worker.py uses a
 import json
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -22,6 +21,7 @@ from hashlists.services import list_changes_sequence
 from partners import tasks, webhooks
 from partners.models import Partner, WebhookDelivery
 from partners.services import partner_create
+from tests.helpers import free_port
 from tests.partners.webhook_receiver import HANG, Receiver, running_receiver, verify_signature
 
 Status = WebhookDelivery.Status
@@ -72,12 +72,6 @@ def deliver_again(delivery: WebhookDelivery) -> WebhookDelivery:
     make_due(delivery)
     tasks.webhook_deliver.delay(delivery.pk)
     return WebhookDelivery.objects.get(pk=delivery.pk)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------------

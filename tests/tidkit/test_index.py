@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import flip
 from tidkit import HashFormatError
 from tidkit.formats import hamming_distance
 from tidkit.index import HammingIndex
@@ -14,14 +15,6 @@ from tidkit.index import HammingIndex
 def brute_force(pairs, query, radius):
     hits = [(i, hamming_distance(h, query)) for i, h in pairs.items()]
     return sorted(((i, d) for i, d in hits if d <= radius), key=lambda x: (x[1], x[0]))
-
-
-def flip(hex_hash, bits, rng):
-    value = int(hex_hash, 16)
-    width = len(hex_hash) * 4
-    for b in rng.sample(range(width), bits):
-        value ^= 1 << b
-    return f"{value:0{len(hex_hash)}x}"
 
 
 def family_hashes(seed, bits, families, members):

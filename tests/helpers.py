@@ -1,0 +1,20 @@
+"""Small helpers shared by the tests."""
+
+import random
+import socket
+
+
+def flip(hex_hash: str, bits: int, rng: random.Random | int = 1) -> str:
+    """``hex_hash`` with ``bits`` distinct bits flipped (a near-duplicate at that distance)."""
+    rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+    value = int(hex_hash, 16)
+    for b in rng.sample(range(len(hex_hash) * 4), bits):
+        value ^= 1 << b
+    return f"{value:0{len(hex_hash)}x}"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
