@@ -17,8 +17,9 @@ What is consistent, as the services would have left it:
   instead of a second entry.
 - The feed: every entry's ``add`` change carries the next seq of its list and a sequenced_at that
   never goes backwards, written under the sequencer's lock, so the feed stays gap-free.
-- --entries adds older list volume, published in the year before the seeded cases. No seeded
-  case backs those entries: they stand for reports older than the seeded window.
+- --entries adds older list volume, published in the year before the seeded cases. Each of
+  those entries counts one backing case (backing_case_count 1, as an active entry must) that
+  stands for a report older than the seeded window, so it has no HashEntrySource row.
 - Match reports only follow an entry's publication and are never in the future; an entry that
   distinct partners called not relevant is flagged for review.
 
@@ -551,7 +552,14 @@ class Command(BaseCommand):
             else:
                 fields = dict(hash_type=HashType.MD5, value=md5s[i])
             media = MediaType.VIDEO if kind in ("md5-video", "vpdq") else MediaType.IMAGE
-            entries.append(HashEntry(hash_list_id=self.hash_list.pk, media_type=media, **fields))
+            entries.append(
+                HashEntry(
+                    hash_list_id=self.hash_list.pk,
+                    media_type=media,
+                    backing_case_count=1,  # an older, unseeded case (see the module docstring)
+                    **fields,
+                )
+            )
         return entries
 
     def _publish(self, accepted: list[tuple[datetime, int]]) -> None:
