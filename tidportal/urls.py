@@ -8,6 +8,8 @@ urlpatterns = [
     path("", include("cases.urls")),
     path("api/public/", include("cases.api.urls")),
     path("api/v1/", include("hashlists.api.urls")),
+    path("api/v1/", include("partners.api.urls")),
+    path("api/compat/stopncii/v1/", include("partners.compat.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
