@@ -1,5 +1,7 @@
 """Participating platforms, their API keys, match reports and webhook deliveries (DESIGN.md 4-5)."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -8,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from hashlists.models import HashEntry, HashList, HashType
+from tidkit import formats
 from tidportal.db import TimeStampedModel, choices_check
 
 
@@ -116,11 +119,35 @@ class MatchReportAction(models.TextChoices):
     NOT_RELEVANT = "not_relevant", _("Not relevant")
 
 
+# The most a match of each type may differ from the entry it matched (DESIGN.md section 3). For
+# vpdq it bounds each compared frame; the video-level rule is the listed-frames percentage.
+MATCH_MAX_DISTANCE = {
+    HashType.MD5: 0,
+    HashType.PDQ: formats.PDQ_MATCH_DISTANCE,
+    HashType.PHASH: formats.PHASH_MATCH_DISTANCE,
+    HashType.VPDQ: formats.VPDQ_FRAME_DISTANCE,
+}
+
+
+def _distance_within_threshold() -> models.CheckConstraint:
+    condition = Q()
+    for hash_type, limit in MATCH_MAX_DISTANCE.items():
+        condition |= Q(hash_type=hash_type, distance__lte=limit)
+    return models.CheckConstraint(condition=condition, name="matchreport_distance_threshold")
+
+
 class MatchReport(TimeStampedModel):
     """A partner's report that its content matched an entry, and what it did about it."""
 
     Action = MatchReportAction
 
+    public_id = models.UUIDField(
+        _("public id"),
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text=_("Opaque, random id the reporting partner sees. Never sequential."),
+    )
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="match_reports")
     entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="match_reports")
     client_ref = models.CharField(
@@ -130,6 +157,18 @@ class MatchReport(TimeStampedModel):
     )
     hash_type = models.CharField(_("matched hash type"), max_length=8, choices=HashType.choices)
     distance = models.PositiveSmallIntegerField(_("distance"), default=0)
+    listed_match_percent = models.FloatField(
+        _("listed frames matched (%)"),
+        null=True,
+        blank=True,
+        help_text=_("vPDQ only: share of the listed video's frames the partner's video matched."),
+    )
+    query_match_percent = models.FloatField(
+        _("partner's frames matched (%)"),
+        null=True,
+        blank=True,
+        help_text=_("vPDQ only: share of the partner's video frames that matched the listed one."),
+    )
     content_ref = models.CharField(
         _("partner's content reference"),
         max_length=500,
@@ -152,6 +191,24 @@ class MatchReport(TimeStampedModel):
             choices_check("hash_type", HashType, "matchreport_hash_type_valid"),
             models.CheckConstraint(
                 condition=Q(distance__lte=256), name="matchreport_distance_range"
+            ),
+            _distance_within_threshold(),
+            # Frame percentages belong to vPDQ matches only, and are percentages.
+            models.CheckConstraint(
+                condition=Q(hash_type=HashType.VPDQ)
+                | Q(listed_match_percent__isnull=True, query_match_percent__isnull=True),
+                name="matchreport_percent_only_vpdq",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(listed_match_percent__isnull=True)
+                    | Q(listed_match_percent__gte=0, listed_match_percent__lte=100)
+                )
+                & (
+                    Q(query_match_percent__isnull=True)
+                    | Q(query_match_percent__gte=0, query_match_percent__lte=100)
+                ),
+                name="matchreport_percent_range",
             ),
         ]
         indexes = [
