@@ -10,7 +10,8 @@ from django.db.models import CheckConstraint, Count, F, Max, Min, OuterRef, Q, S
 from django.test import override_settings
 from django.utils import timezone
 
-from cases.models import Case, MediaItem
+from cases.models import Case, MediaItem, NearDuplicatePair
+from cases.near_duplicates import case_near_duplicates
 from cases.services import case_create
 from hashlists.models import HashEntry, HashEntrySource, HashList, ListChange
 from partners.models import ApiKey, MatchReport, Partner
@@ -221,6 +222,18 @@ def test_seed_demo_writes_valid_consistent_rows(seeded, default_list):
         if 0 < (a ^ b).bit_count() <= formats.PDQ_MATCH_DISTANCE
     )
     assert near > 10
+    # ... recorded as the near-duplicate search finds them, with counts and misuse flags.
+    recorded = set(NearDuplicatePair.objects.values_list("case_id", "other_id"))
+    assert len(recorded) > 10
+    found = {
+        (case.pk, hit.case.pk)
+        for case in Case.objects.prefetch_related("items")
+        for hit in case_near_duplicates(case=case).cases
+    }
+    assert recorded == found
+    for case in Case.objects.filter(near_duplicate_cases__gt=0):
+        assert case.near_duplicate_cases == sum(1 for a, _b in recorded if a == case.pk)
+    assert Case.objects.filter(near_duplicate_cases__gt=0).count() == len({a for a, _ in found})
 
     # Accepted cases' publishable files are on the list, backed by them, after the decision.
     accepted_items = items.filter(case__status="accepted", publishable=True)

@@ -20,6 +20,11 @@ What is consistent, as the services would have left it:
 - --entries adds older list volume, published in the year before the seeded cases. Each of
   those entries counts one backing case (backing_case_count 1, as an active entry must) that
   stands for a report older than the seeded window, so it has no HashEntrySource row.
+- Near-duplicates: cases whose images share a PDQ family are recorded as NearDuplicatePair rows
+  both ways round, with each case's count and misuse flag, as case_near_duplicates_refresh
+  would leave them. Family members are the only PDQs within match distance of each other (two
+  random PDQs are, with probability ~1e-40); the ~1 in 3e9 random pHash pairs within 8 bits
+  that an index would also find are left out.
 - Match reports only follow an entry's publication and are never in the future; an entry that
   distinct partners called not relevant is flagged for review.
 
@@ -42,10 +47,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
+from django.db.models import Count
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from cases.models import Case, MediaItem, new_case_number
+from cases.models import Case, MediaItem, NearDuplicatePair, new_case_number
 from cases.services import new_pin
 from hashlists.models import (
     HashEntry,
@@ -82,6 +89,7 @@ REJECTION_REASONS = (
 ITEMS_PER_CASE = ([1, 2, 3, 4, 5], [0.35, 0.25, 0.18, 0.12, 0.1])
 VIDEO_SHARE = 0.12
 NEAR_DUPLICATE_SHARE = 0.25  # images that are a near-copy of another case's image
+FAMILY_SIZE = 2.0  # images per near-duplicate family, on average (a re-report, a cropped copy)
 ACTIONS = (
     ["removed", "pending_review", "restricted", "no_action", "not_relevant"],
     [0.55, 0.12, 0.13, 0.12, 0.08],
@@ -167,6 +175,9 @@ class HashFactory:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
+        # The family of each PDQ of the last pdqs() call (-1: none); numbered across calls.
+        self.last_families = np.zeros(0, dtype=np.int64)
+        self._families_made = 0
 
     def md5s(self, n: int) -> list[str]:
         return _split_hex(self.rng.integers(0, 256, (n, 16), dtype=np.uint8).tobytes(), 16)
@@ -177,11 +188,16 @@ class HashFactory:
         rng = self.rng
         hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
         members = np.flatnonzero(rng.random(n) < NEAR_DUPLICATE_SHARE)
+        self.last_families = np.full(n, -1, dtype=np.int64)
         if members.size:
-            bases = rng.integers(0, 256, (max(1, n // 40), 32), dtype=np.uint8)
-            hashes[members] = bases[rng.integers(0, len(bases), members.size)] ^ self.masks(
+            count = max(1, round(members.size / FAMILY_SIZE))
+            bases = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+            family = rng.integers(0, count, members.size)
+            hashes[members] = bases[family] ^ self.masks(
                 rng.integers(1, 13, members.size), bits=256
             )
+            self.last_families[members] = family + self._families_made
+            self._families_made += count
         return _split_hex(hashes.tobytes(), 32)
 
     def qualities(self, n: int) -> list[int]:
@@ -244,6 +260,8 @@ class Totals:
     removed: int = 0
     flagged: int = 0
     delayed: int = 0  # publications moved after a feed that already ran later
+    near_pairs: int = 0
+    misuse: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -295,10 +313,12 @@ class Command(BaseCommand):
         self.feed_head_at = self._feed_head()[1]
         started = time.perf_counter()
         with explicit_timestamps(
-            Case, MediaItem, HashEntry, HashEntrySource, ListChange, MatchReport
+            Case, MediaItem, HashEntry, HashEntrySource, ListChange, MatchReport, NearDuplicatePair
         ):
             self._step("partners", lambda: self._partners(partners))
+            self.family_cases: dict[int, set[int]] = {}
             accepted = self._step("cases", lambda: self._cases(cases))
+            self._step("near-duplicates", self._near_duplicates)
             self._step("list volume", lambda: self._volume(entries))
             self._step("publication", lambda: self._publish(accepted))
         self._step("statistics", self._analyze)
@@ -459,6 +479,7 @@ class Command(BaseCommand):
         video = rng.random(n) < VIDEO_SHARE
         featureless = rng.random(n) < 0.03  # dark or blank clips: kept, never published
         md5s, pdqs, phashes = hashes.md5s(n), hashes.pdqs(n), hashes.phashes(n)
+        families = hashes.last_families
         qualities = hashes.qualities(n)
         seconds = rng.integers(0, 60, n)
         items = []
@@ -490,9 +511,48 @@ class Command(BaseCommand):
                         created_at=at,
                     )
                 )
+                if families[i] >= 0:
+                    self.family_cases.setdefault(int(families[i]), set()).add(case.pk)
                 self.totals.images += 1
             self.totals.unpublishable += not items[-1].publishable
         bulk_insert(items, batch_size=self.batch_size)
+
+    def _near_duplicates(self) -> None:
+        """Pair the cases whose images share a PDQ family, then count each case's near cases
+        and flag misuse as case_near_duplicates_refresh does (from every recorded pair)."""
+        pairs: set[tuple[int, int]] = set()
+        for members in self.family_cases.values():
+            pairs.update((a, b) for a in members for b in members if a != b)
+        involved = sorted({a for a, _b in pairs})
+        created = dict(Case.objects.filter(pk__in=involved).values_list("pk", "created_at"))
+        rows = [
+            NearDuplicatePair(case_id=a, other_id=b, found_at=max(created[a], created[b]))
+            for a, b in sorted(pairs)
+        ]
+        threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
+        with transaction.atomic():
+            bulk_insert(rows, batch_size=self.batch_size)
+            counts = (
+                NearDuplicatePair.objects.filter(case_id__in=involved)
+                .values("case_id")
+                .annotate(
+                    cases=Count("other_id", distinct=True),
+                    unrelated=Count(Coalesce("other__duplicate_of_id", "other_id"), distinct=True),
+                )
+            )
+            updates = [
+                Case(
+                    pk=row["case_id"],
+                    near_duplicate_cases=row["cases"],
+                    misuse_suspected=row["unrelated"] >= threshold,
+                )
+                for row in counts
+            ]
+            Case.objects.bulk_update(
+                updates, ["near_duplicate_cases", "misuse_suspected"], batch_size=self.batch_size
+            )
+        self.totals.near_pairs = len(rows) // 2
+        self.totals.misuse = sum(case.misuse_suspected for case in updates)
 
     # --------------------------------------------------------------------------------------------
     # The list: entries, their feed changes and partners' match reports
@@ -782,6 +842,8 @@ class Command(BaseCommand):
             f"  list entries {t.entries + t.volume_entries:,} new on {self.hash_list.slug} "
             f"({t.entries:,} from accepted cases, {t.volume_entries:,} older list volume"
             f"{rebacked})",
+            f"  near-dups    {t.near_pairs:,} pairs of cases with near-duplicate images; "
+            f"{t.misuse:,} cases flagged as suspected misuse",
             f"  feed         {t.changes:,} changes sequenced; the list's feed is at seq "
             f"{head_seq:,}",
             f"  partners     {', '.join(p.name for p in self.partners)}: {t.reports:,} match "
