@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/public/", include("cases.api.urls")),
     path("api/v1/", include("hashlists.api.urls")),
     path("api/v1/", include("partners.api.urls")),
+    path("api/v1/", include("tidportal.api_docs")),
     path("api/compat/stopncii/v1/", include("partners.compat.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),

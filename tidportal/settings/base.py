@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from this origin (/api/v1/docs/)
     "simple_history",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -262,11 +263,39 @@ REST_FRAMEWORK = {
         "partner": env("TID_THROTTLE_PARTNER", default="1200/minute"),
     },
 }
+# The partner document at /api/v1/schema/, Swagger UI at /api/v1/docs/ (tidportal/api_docs.py).
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
     "TITLE": "tidportal partner API",
-    "DESCRIPTION": "Signed, versioned hash lists for participating platforms.",
+    "DESCRIPTION": (BASE_DIR / "tidportal" / "api_description.md").read_text(),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Partner endpoints only: the reporter site's JSON API is not for partners (api_schema.py).
+    "PREPROCESSING_HOOKS": ["tidportal.api_schema.partner_endpoints_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tidportal.api_schema.document_response_headers",
+    ],
+    # Tags from the first path segment after the prefix: lists, keys, matches, lookup, stopncii.
+    "SCHEMA_PATH_PREFIX": r"/api/(?:v1/|compat/)",
+    "TAGS": [
+        {"name": "lists", "description": "Hash lists, their change feed and signed snapshots."},
+        {"name": "keys", "description": "The public keys that sign snapshots."},
+        {"name": "matches", "description": "Matches found on the platform and their outcomes."},
+        {"name": "lookup", "description": "Hosted lookup of hashes against the lists."},
+        {
+            "name": "stopncii",
+            "description": "The StopNCII-compatible API, for python-threatexchange and "
+            "Hasher-Matcher-Actioner configured with our base URL.",
+        },
+    ],
+    # Separate request and response components, so read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"HashTypeEnum": "hashlists.models.HashType"},
+    # Swagger UI's files from drf-spectacular-sidecar, served by this origin. (Not ReDoc: it
+    # injects <style> elements and starts a blob: worker, which the site's CSP refuses.)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # ------------------------------------------------------------------------------------------------
