@@ -318,6 +318,9 @@ TID_SIGNING_PUBLIC_KEYS = env.list("TID_SIGNING_PUBLIC_KEYS", default=[])
 TID_SNAPSHOT_INTERVAL = env.int("TID_SNAPSHOT_INTERVAL", default=600)
 TID_SNAPSHOT_CHANGES = env.int("TID_SNAPSHOT_CHANGES", default=10_000)
 TID_SNAPSHOTS_KEPT = env.int("TID_SNAPSHOTS_KEPT", default=3)
+# Hosted lookup (hashlists/lookup.py): a worker's in-memory index of a list catches up with the
+# feed before answering when its last catch-up is older than this many seconds.
+TID_LOOKUP_REFRESH_SECONDS = env.float("TID_LOOKUP_REFRESH_SECONDS", default=1.0)
 
 # Staff log in with a second factor (TOTP) unless this is off: the demo settings turn it off.
 TID_STAFF_OTP_REQUIRED = env.bool("TID_STAFF_OTP_REQUIRED", default=True)
