@@ -1,6 +1,6 @@
 from django.urls import path
 
-from hashlists.api import views
+from hashlists.api import lookup, views
 
 app_name = "partner-api"
 
@@ -14,4 +14,5 @@ urlpatterns = [
         name="snapshot-download",
     ),
     path("keys", views.SigningKeysApi.as_view(), name="signing-keys"),
+    path("lookup", lookup.HashLookupApi.as_view(), name="lookup"),
 ]
