@@ -93,10 +93,6 @@ def test_the_reporter_pages_allow_no_inline_styles_and_no_third_parties(client, 
     assert "unsafe-inline" not in csp and "http" not in csp
 
 
-def test_healthz_reports_the_database(client, db):
-    assert client.get("/healthz").json() == {"status": "ok"}
-
-
 def test_the_home_page_is_available_in_spanish_too(client, db):
     page = client.get("/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert '<html lang="es">' in page

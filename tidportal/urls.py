@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
-from tidportal import views
+from tidportal import health, metrics
 
 urlpatterns = [
     path("", include("cases.urls")),
@@ -13,7 +13,9 @@ urlpatterns = [
     path("api/compat/stopncii/v1/", include("partners.compat.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("healthz/worker", health.healthz_worker, name="healthz-worker"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/dashboard/", include("tidportal.admin_site")),
     path("admin/", admin.site.urls),
 ]

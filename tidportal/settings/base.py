@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "tidportal.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tidportal.metrics.RequestMetricsMiddleware",  # after WhiteNoise: static files not counted
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -151,6 +152,11 @@ CELERY_BEAT_SCHEDULE = {
     "hash-list-snapshots": {
         "task": "hashlists.tasks.hash_list_snapshots_due",
         "schedule": env.float("TID_SNAPSHOT_CHECK_INTERVAL", default=60.0),
+    },
+    # Proves beat -> broker -> worker works end to end: /healthz/worker reads its last run.
+    "worker-heartbeat": {
+        "task": "tidportal.tasks.worker_heartbeat",
+        "schedule": env.float("TID_WORKER_HEARTBEAT_INTERVAL", default=30.0),
     },
 }
 
@@ -321,6 +327,11 @@ TID_SNAPSHOTS_KEPT = env.int("TID_SNAPSHOTS_KEPT", default=3)
 # Hosted lookup (hashlists/lookup.py): a worker's in-memory index of a list catches up with the
 # feed before answering when its last catch-up is older than this many seconds.
 TID_LOOKUP_REFRESH_SECONDS = env.float("TID_LOOKUP_REFRESH_SECONDS", default=1.0)
+
+# Monitoring: /healthz/worker fails after three missed heartbeats; /metrics (Prometheus) is off
+# unless a token is set, and then wants "Authorization: Bearer <token>".
+TID_WORKER_HEARTBEAT_INTERVAL = env.float("TID_WORKER_HEARTBEAT_INTERVAL", default=30.0)
+TID_METRICS_TOKEN = env("TID_METRICS_TOKEN", default="")
 
 # Staff log in with a second factor (TOTP) unless this is off: the demo settings turn it off.
 TID_STAFF_OTP_REQUIRED = env.bool("TID_STAFF_OTP_REQUIRED", default=True)
