@@ -8,6 +8,7 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to PostgreSQL and a real Redis b
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"  # local state of the embedded default (database, snapshots); not in git
@@ -139,6 +140,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 # The database is the source of truth: beat re-runs whatever is pending, so nothing is lost
 # while Redis or a worker is down (DESIGN.md section 8).
+# The sequencer has a queue of its own, so that distribution never waits behind slow work
+# (near-duplicate refreshes, snapshots, webhook calls). A worker started without -Q consumes both
+# queues; in production one small worker runs `-Q feed` (docs/deploy.md).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("feed"))
+CELERY_TASK_ROUTES = {"hashlists.tasks.list_changes_sequence": {"queue": "feed"}}
 CELERY_BEAT_SCHEDULE = {
     "hash-list-changes-sequence": {
         "task": "hashlists.tasks.list_changes_sequence",
