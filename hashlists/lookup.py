@@ -72,7 +72,7 @@ class LookupMatch:
     public_id: uuid.UUID
     list_slug: str
     hash_type: str
-    distance: int | None  # None for vpdq, which matches by share of frames
+    distance: int  # vpdq: the farthest matched listed frame from its nearest query frame
     quality: int | None
     media_type: str
     query_match_percent: float | None = None
@@ -88,7 +88,7 @@ class LookupAnswer:
 @dataclass(frozen=True)
 class _Hit:
     entry_id: int
-    distance: int | None
+    distance: int
     query_match_percent: float | None = None
     listed_match_percent: float | None = None
 
@@ -151,23 +151,26 @@ class ListIndex:
         return hits
 
     def _video_hits(self, q: LookupQuery) -> list[_Hit]:
-        """The listed videos that ``q`` matches by the vPDQ rule, with both percentages: the
-        same figures as formats.vpdq_match_percentages, from the frame index."""
+        """The listed videos that ``q`` matches by the vPDQ rule, with both percentages (the
+        same figures as formats.vpdq_match_percentages, from the frame index) and, as distance,
+        the farthest any matched frame of the listed video is from its nearest query frame:
+        what a match report gives as a vpdq distance."""
         if not q.frames:
             return []
-        listed: dict[int, set[int]] = defaultdict(set)  # entry -> its frames matched
+        listed: dict[int, dict[int, int]] = defaultdict(dict)  # entry -> frame -> nearest
         queried: dict[int, set[int]] = defaultdict(set)  # entry -> query frames matching it
         for number, pairs in enumerate(self.frames.query_many(list(q.frames), q.max_distance)):
-            for frame_id, _distance in pairs:
+            for frame_id, distance in pairs:
                 entry_id = frame_id // FRAME_ID_FACTOR
-                listed[entry_id].add(frame_id)
+                nearest = listed[entry_id]
+                nearest[frame_id] = min(distance, nearest.get(frame_id, distance))
                 queried[entry_id].add(number)
         hits = []
-        for entry_id, frame_ids in listed.items():
-            listed_pct = 100.0 * len(frame_ids) / self.frame_counts[entry_id]
+        for entry_id, nearest in listed.items():
+            listed_pct = 100.0 * len(nearest) / self.frame_counts[entry_id]
             query_pct = 100.0 * len(queried[entry_id]) / len(q.frames)
             if formats.vpdq_is_match(query_pct, listed_pct):
-                hits.append(_Hit(entry_id, None, query_pct, listed_pct))
+                hits.append(_Hit(entry_id, max(nearest.values()), query_pct, listed_pct))
         return hits
 
     # --------------------------------------------------------------------------------------------
@@ -348,7 +351,12 @@ def hashes_lookup_for_partner(
             matches = [match(details[h.entry_id], h) for h in found if h.entry_id in details]
         if q.hash_type == HashType.VPDQ:
             matches.sort(
-                key=lambda m: (-m.listed_match_percent, -m.query_match_percent, str(m.public_id))
+                key=lambda m: (
+                    -m.listed_match_percent,
+                    -m.query_match_percent,
+                    m.distance,
+                    str(m.public_id),
+                )
             )
         else:
             matches.sort(key=lambda m: (m.distance, str(m.public_id)))

@@ -145,9 +145,9 @@ class LookupMatchSerializer(serializers.Serializer):
     list = serializers.SlugField(help_text="The list the entry is on.")
     hash_type = serializers.ChoiceField(choices=HashType.choices, help_text="The entry's type.")
     distance = serializers.IntegerField(
-        allow_null=True,
-        help_text="Bits that differ between your hash and the entry's (0 for md5); null for "
-        "vpdq, which matches by share of frames.",
+        help_text="Bits that differ between your hash and the entry's (0 for md5). For vpdq, "
+        "which matches by share of frames: the largest distance between a matched frame of the "
+        "listed video and the nearest frame of yours, as a match report gives it.",
     )
     quality = serializers.IntegerField(
         allow_null=True, help_text="The entry's PDQ quality (vpdq: its lowest frame's); or null."
@@ -172,7 +172,7 @@ class LookupResultSerializer(serializers.Serializer):
     matches = LookupMatchSerializer(
         many=True,
         help_text="The active entries this hash matches: nearest first (vpdq: highest "
-        "listed_match_percent first); empty for none.",
+        "listed_match_percent, then query_match_percent, first); empty for none.",
     )
 
 
@@ -234,7 +234,7 @@ _EXAMPLE_RESPONSE = {
                     "id": "8b0e4f6a-2d1c-4e7b-b3a5-0c9d8e7f6a51",
                     "list": "take-it-down",
                     "hash_type": "vpdq",
-                    "distance": None,
+                    "distance": 4,
                     "quality": 88,
                     "media_type": "video",
                     "query_match_percent": 100.0,

@@ -206,21 +206,31 @@ def test_videos_match_when_80_percent_of_the_listed_frames_are_found(api, staff_
             "id": str(listed_entry.public_id),
             "list": "take-it-down",
             "hash_type": "vpdq",
-            "distance": None,
+            "distance": 5,  # each matched frame is 5 bits from its copy
             "quality": 90,
             "media_type": "video",
             "query_match_percent": 80.0,  # 8 of its 10 frames
             "listed_match_percent": 80.0,  # 8 of the listed 10
         }
     ]
-    # The percentages are formats' own, whatever the query.
+    # The percentages are formats' own, whatever the query; the distance is the farthest
+    # matched listed frame from its nearest query frame.
     for query, result in zip(queries, results, strict=True):
         if result["matches"]:
             query_pct, listed_pct = formats.vpdq_match_percentages(
                 query["frames"], listed_entry.frames
             )
+            nearest = [
+                min(
+                    formats.hamming_distance(f["pdq"], q["pdq"])
+                    for q in query["frames"]
+                    if q["q"] >= 50
+                )
+                for f in listed_entry.frames
+            ]
             assert result["matches"][0]["query_match_percent"] == round(query_pct, 2)
             assert result["matches"][0]["listed_match_percent"] == round(listed_pct, 2)
+            assert result["matches"][0]["distance"] == max(d for d in nearest if d <= 31)
     assert results[3]["matches"][0]["query_match_percent"] == 100.0
 
 
