@@ -331,9 +331,10 @@ class CaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     @admin.display(description=_("files"))
     def files(self, obj: Case) -> str:
-        parts = [f"{obj.image_count} img"] if obj.image_count else []  # type: ignore[attr-defined]
-        if obj.video_count:  # type: ignore[attr-defined]
-            parts.append(f"{obj.video_count} video")  # type: ignore[attr-defined]
+        images, videos = obj.image_count, obj.video_count  # type: ignore[attr-defined]
+        parts = [_("%(n)d img") % {"n": images}] if images else []
+        if videos:
+            parts.append(_("%(n)d video") % {"n": videos})
         return ", ".join(parts) or "—"
 
     @admin.display(description=_("near-duplicates"))

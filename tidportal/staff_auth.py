@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
@@ -30,9 +31,9 @@ class StaffOTPLoginForm(OTPAdminAuthenticationForm):
 
 
 class StaffAdminSite(admin.AdminSite):
-    site_header = "tidportal staff"
-    site_title = "tidportal staff"
-    index_title = "Case work, hash lists and partners"
+    site_header = _("tidportal staff")
+    site_title = _("tidportal staff")
+    index_title = _("Case work, hash lists and partners")
 
     # Read per request, so that the setting (and tests overriding it) take effect at once.
     @property
