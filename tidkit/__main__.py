@@ -1,0 +1,7 @@
+"""``python -m tidkit``: the same as the ``tidkit`` command."""
+
+import sys
+
+from tidkit.cli import main
+
+sys.exit(main())
