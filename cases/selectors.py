@@ -62,8 +62,10 @@ def case_status_for_reporter(*, case: Case) -> ReporterCaseStatus:
     """
     from cases.services import CASE_OPEN_FOR_ITEMS
 
+    # "Found a copy" leaves out reports the platform itself called not relevant (the content was
+    # not this); "removed" counts removals only: restricted content is still up.
     platforms = MatchReport.objects.filter(entry__sources__media_item__case=case).aggregate(
-        matched=Count("partner", distinct=True),
+        matched=Count("partner", distinct=True, filter=~Q(action=MatchReport.Action.NOT_RELEVANT)),
         removed=Count("partner", distinct=True, filter=Q(action=MatchReport.Action.REMOVED)),
     )
     counts = case.items.aggregate(
