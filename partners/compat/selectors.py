@@ -226,9 +226,7 @@ def _records(
     entries: dict[tuple[str, str, str], list[tuple[int, str, str]]] = {}
     key_of_entry: dict[int, tuple[str, str, str]] = {}
     for pk, public_id, hash_type, value, media_type, op in (
-        HashEntry.objects.filter(
-            _SERVED_ENTRIES, hash_list_id__in=lists, value__in={key[1] for key in keys}
-        )
+        HashEntry.objects.filter(_by_value(keys), hash_list_id__in=lists)
         .annotate(op=Subquery(latest_op))
         .filter(op__isnull=False)
         .order_by("pk")
@@ -269,6 +267,18 @@ def _records(
             )
         )
     return records
+
+
+def _by_value(keys: Iterable[tuple[str, str, str]]) -> Q:
+    """Entries with any of these (hash type, value, media type), one IN list per type and media
+    type, so that each uses the (list, hash type, value) index."""
+    values: dict[tuple[str, str], set[str]] = {}
+    for hash_type, value, media_type in keys:
+        values.setdefault((hash_type, media_type), set()).add(value)
+    condition = Q(pk__in=[])
+    for (hash_type, media_type), wanted in values.items():
+        condition |= Q(hash_type=hash_type, media_type=media_type, value__in=wanted)
+    return condition
 
 
 def _token_write(
