@@ -68,8 +68,10 @@ def test_partner_endpoints_declare_their_authentication(schema):
             assert not operation.get("security"), "the signing keys are public"
             continue
         assert operation.get("security"), f"{name} declares no authentication"
-        assert {"401", "403", "429"} <= set(operation["responses"]), name
-        assert "Retry-After" in operation["responses"]["429"].get("headers", {}), name
+        responses = operation["responses"]
+        assert {"401", "403", "429"} <= set(responses), name
+        assert "WWW-Authenticate" in responses["401"].get("headers", {}), name
+        assert "Retry-After" in responses["429"].get("headers", {}), name
 
 
 def test_every_operation_says_what_it_does_and_documents_its_errors(schema):
@@ -109,3 +111,17 @@ def test_every_field_has_a_description(schema):
             if not spec.get("description"):
                 undocumented.append(f"{component}.{field}")
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/lists/not.a.slug/changes", "/api/v1/nothing-here", "/api/compat/x"]
+)
+def test_an_api_url_that_matches_no_route_answers_in_the_documented_error_shape(path):
+    response = Client().get(path)
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "detail": "Not found.", "fields": {}}
+
+
+def test_a_site_url_that_matches_no_route_still_gets_a_page():
+    response = Client().get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")

@@ -5,9 +5,10 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.translation import gettext as _
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -102,6 +103,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 "minutes": minutes
             }
     return error_response(response.status_code, str(detail), code=code, headers=headers)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The project's handler404: a URL under /api/ that matches no route (an unknown path, or a
+    list slug with a character no slug has) answers in the API's error shape like every other
+    API 404; the rest of the site gets Django's page."""
+    if request.path.startswith("/api/"):
+        body = {"error": ERROR_CODES[404], "detail": str(exceptions.NotFound.default_detail)}
+        return JsonResponse({**body, "fields": {}}, status=404)
+    return page_not_found(request, exception)
 
 
 class SiteJsonApiMixin:

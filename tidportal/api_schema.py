@@ -131,7 +131,8 @@ _ERROR_HEADERS = {
     "401": {
         "WWW-Authenticate": {
             "schema": {"type": "string"},
-            "description": 'How to authenticate, e.g. `Bearer realm="tidportal"`.',
+            "description": 'How to authenticate: `Bearer realm="tidportal"` on /api/v1/, '
+            '`x-functions-key realm="tidportal"` on the StopNCII-compatible API.',
         }
     },
     "429": {
@@ -145,15 +146,12 @@ _ERROR_HEADERS = {
 
 def document_response_headers(result: dict, **kwargs: Any) -> dict:
     """Response headers where OpenAPI wants them: those an endpoint declares with
-    response_headers(), Retry-After on every 429, WWW-Authenticate on 401 for Bearer endpoints."""
+    response_headers(), and WWW-Authenticate on every 401 and Retry-After on every 429."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})
             declared = operation.pop(RESPONSE_HEADERS_EXTENSION, {})
-            for status, headers in declared.items():
-                responses[status].setdefault("headers", {}).update(headers)
-            bearer = any("PartnerKey" in req for req in operation.get("security", []))
-            for status, headers in _ERROR_HEADERS.items():
-                if status in responses and (status != "401" or bearer):
+            for status, headers in [*declared.items(), *_ERROR_HEADERS.items()]:
+                if status in responses:
                     responses[status].setdefault("headers", {}).update(headers)
     return result

@@ -19,3 +19,6 @@ urlpatterns = [
     path("admin/dashboard/", include("tidportal.admin_site")),
     path("admin/", admin.site.urls),
 ]
+
+# Under /api/, a URL that matches no route answers in the API's JSON error shape.
+handler404 = "tidportal.api.not_found"
