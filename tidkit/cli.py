@@ -107,8 +107,10 @@ def _sync(args: argparse.Namespace) -> int:
     counts = result.counts
     kinds = ", ".join(f"{counts.get(t, 0)} {t}" for t in ("md5", "pdq", "phash", "vpdq"))
     was = "new" if result.seq_before is None else f"was {result.seq_before}"
+    if result.snapshot_seq is not None:
+        was += f"; snapshot {result.snapshot_seq} loaded"
     print(
-        f"{result.list}: at seq {result.seq} ({was}); {result.added} added, "
+        f"{result.list}: at seq {result.seq} ({was}); feed: {result.added} added, "
         f"{result.removed} removed; {counts.get('total', 0)} entries ({kinds})"
     )
     return EXIT_OK
@@ -290,7 +292,7 @@ def _client(args: argparse.Namespace, *, need_key: bool) -> TidClient:
     if need_key and not key:
         raise UsageError("Give an API key with TIDKIT_API_KEY (or --key).")
     try:
-        return TidClient(url, key, timeout=args.timeout)
+        return TidClient(url, key, timeout=args.timeout, retries=args.retries)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -334,6 +336,12 @@ def _parser() -> argparse.ArgumentParser:
                 help="API key (prefer the env TIDKIT_API_KEY: arguments show in process lists)",
             )
             sub.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+            sub.add_argument(
+                "--retries",
+                type=int,
+                default=5,
+                help="tries again after a dropped connection, a 5xx or a 429 (default 5)",
+            )
 
     sub = commands.add_parser("sync", help="bring the local copy of a list up to date")
     common(sub, server=True)
