@@ -94,12 +94,7 @@ def stopncii_feedback_submit(
     if errors:
         raise ValidationError(errors)
 
-    existing = {
-        ref: (public_id, action)
-        for ref, public_id, action in MatchReport.objects.filter(
-            partner=partner, client_ref__in=[ref for _i, ref, _e, _a in wanted]
-        ).values_list("client_ref", "public_id", "action")
-    }
+    existing = _reports_by_ref(partner=partner, refs=[ref for _i, ref, _e, _a in wanted])
     new = [item for item in wanted if item[1] not in existing]
     recorded = 0
     for start in range(0, len(new), MAX_BATCH):
@@ -123,6 +118,9 @@ def stopncii_feedback_submit(
         except ValidationError as exc:
             raise _errors_for_feedbacks(exc, [index for index, *_rest in chunk]) from None
         recorded += result.created_count
+        raced = [item.client_ref for item in result.items if not item.created]
+        if raced:  # sent at the same time by another request: give it this outcome as well
+            existing.update(_reports_by_ref(partner=partner, refs=raced))
 
     updated = 0
     for index, ref, _public_id, action in wanted:
@@ -132,9 +130,8 @@ def stopncii_feedback_submit(
         if action in (vocabulary.KEEP, current, MatchReport.Action.PENDING_REVIEW):
             continue  # no outcome, the same one, or pending review (never back from a decision)
         try:
-            match_report_outcome_record(
-                partner=partner, report_id=report_id, action=action, action_at=now
-            )
+            # Dated by the match service once it holds the report, so never before the match.
+            match_report_outcome_record(partner=partner, report_id=report_id, action=action)
         except ValidationError as exc:
             raise _errors_for_feedbacks(exc, [index]) from None
         updated += 1
@@ -144,6 +141,16 @@ def stopncii_feedback_submit(
         updated=updated,
         unchanged=len(wanted) - recorded - updated,
     )
+
+
+def _reports_by_ref(*, partner: Partner, refs: list[str]) -> dict[str, tuple[Any, str]]:
+    """The partner's reports with these client_refs: ref -> (public id, action)."""
+    return {
+        ref: (public_id, action)
+        for ref, public_id, action in MatchReport.objects.filter(
+            partner=partner, client_ref__in=refs
+        ).values_list("client_ref", "public_id", "action")
+    }
 
 
 def _errors_for_feedbacks(exc: ValidationError, indexes: list[int]) -> ValidationError:

@@ -286,6 +286,28 @@ def test_feedback_through_the_client_is_recorded_as_match_outcomes_the_reporter_
     assert rival_view[key_of(blocked)].CSPFeedbacks == []
 
 
+@pytest.mark.parametrize(
+    ("first", "tags", "then", "outcomes"),
+    [
+        ("None", set(), "Blocked", ["pending_review", "removed"]),
+        ("QualityUnknown", set(), "Unknown", ["pending_review", "pending_review"]),
+        ("Blocked", {"restricted"}, "None", ["restricted", "restricted"]),
+        ("NotBlocked", set(), "Blocked", ["no_action", "removed"]),
+        ("Blocked", set(), "NotBlocked", ["removed", "no_action"]),
+    ],
+)
+def test_feedback_values_map_to_outcomes_and_later_feedback_updates_the_same_report(
+    api, partner, default_list, staff_user, first, tags, then, outcomes
+):
+    listed = image()
+    accepted(staff_user, listed)
+    seen = []
+    for value, value_tags in ((first, tags), (then, set())):
+        api.submit_feedback(PDQ, listed["pdq"], StopNCIICSPFeedbackValue(value), value_tags)
+        seen.append(MatchReport.objects.get(partner=partner).action)
+    assert seen == outcomes
+
+
 def test_a_feedback_batch_with_one_unknown_hash_stores_nothing(
     api, partner, default_list, staff_user
 ):
