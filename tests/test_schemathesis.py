@@ -131,7 +131,13 @@ def partner_api(django_db_setup, django_db_blocker):
     finally:
         server.stop()
         with django_db_blocker.unblock():
-            call_command("flush", interactive=False, verbosity=0, inhibit_post_migrate=True)
+            call_command(
+                "flush",
+                interactive=False,
+                verbosity=0,
+                reset_sequences=False,  # the restored rows keep their ids
+                inhibit_post_migrate=True,
+            )
             connection.creation.deserialize_db_from_string(before)
 
 
