@@ -299,12 +299,15 @@ def _entries_flag_if_disputed(*, entry_ids: Sequence[int]) -> list[HashEntry]:
     Runs inside the caller's transaction, after its reports are written. The entries are
     locked first (in id order) and counted after the lock is granted, so of two partners
     reporting at once, the second to commit counts the first's report: a flag is never missed.
+    The lock is FOR NO KEY UPDATE: at commit, the foreign keys of a batch's reports take FOR
+    KEY SHARE locks on every entry they name, which a plain FOR UPDATE held by another batch
+    would block, deadlocking two batches that each lock an entry the other one names.
     """
     ids = sorted(set(entry_ids))
     if not ids:
         return []
     candidates = list(
-        HashEntry.objects.select_for_update()
+        HashEntry.objects.select_for_update(no_key=True)
         .filter(pk__in=ids, status=HashEntry.Status.ACTIVE, flagged_at__isnull=True)
         .order_by("pk")
     )

@@ -459,6 +459,77 @@ def test_two_requests_racing_with_the_same_batch_store_it_once(partner, listed):
     assert entry("pdq").flagged_at is None  # one partner, however many reports
 
 
+def wait_for_waiting_locks(count, timeout=20.0):
+    """Until ``count`` lock requests wait in PostgreSQL (other connections blocked on ours)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0] >= count:
+                return True
+            time.sleep(0.01)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_partners_reporting_on_the_same_entries_at_once_neither_deadlocks(
+    partner, other_partner, listed
+):
+    """Each batch locks the entries it calls not relevant (to count partners), and at commit its
+    reports' foreign keys take key-share locks on every entry they name, including the ones the
+    other batch locked. The flagging lock must not block those (FOR NO KEY UPDATE), or the two
+    would deadlock. The second to take the shared entry's lock counts the first's report, so
+    that entry ends flagged.
+
+    A staff transaction holding the entries makes both batches wait, then lets them go at once,
+    so that each holds its own locks before either commits."""
+    only_a, only_b, shared = entry("md5"), entry("pdq"), entry("phash")
+    batches = [
+        [
+            by_id(only_a, 0, action="not_relevant"),
+            by_id(only_b, 1, action="removed"),
+            by_id(shared, 2, action="not_relevant"),
+        ],
+        [
+            by_id(only_b, 0, action="not_relevant"),
+            by_id(only_a, 1, action="removed"),
+            by_id(shared, 2, action="not_relevant"),
+        ],
+    ]
+    clients = [api_for(partner), api_for(other_partner)]
+    answers, released = [None, None], {}
+    holding = threading.Event()
+
+    def staff_holding_the_entries():
+        try:
+            with transaction.atomic():
+                ids = [only_a.pk, only_b.pk, shared.pk]
+                list(HashEntry.objects.select_for_update().filter(pk__in=ids))
+                holding.set()
+                released["both_waited"] = wait_for_waiting_locks(2)
+        finally:
+            connection.close()
+
+    def send(n):
+        try:
+            answers[n] = post(clients[n], batches[n])
+        finally:
+            connection.close()
+
+    staff = threading.Thread(target=staff_holding_the_entries)
+    staff.start()
+    holding.wait(timeout=10)
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(2)]
+    for t in senders:
+        t.start()
+    for t in [staff, *senders]:
+        t.join(timeout=60)
+    assert released["both_waited"]
+    assert [a.status_code for a in answers] == [201, 201], [a.content[:300] for a in answers]
+    assert MatchReport.objects.count() == 6
+    assert list(HashEntry.objects.filter(flagged_at__isnull=False)) == [shared]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_client_ref_committed_by_another_request_mid_way_is_answered_not_an_error(
     api, partner, listed
@@ -482,13 +553,8 @@ def test_a_client_ref_committed_by_another_request_mid_way_is_answered_not_an_er
                 )
                 theirs["id"] = str(report.public_id)
                 inserted.set()
-                with connection.cursor() as cursor:  # hold until the request waits on our row
-                    for _ in range(500):
-                        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-                        if cursor.fetchone()[0]:
-                            theirs["waited"] = True
-                            break
-                        time.sleep(0.01)
+                # Hold until the request waits on our row.
+                theirs["waited"] = wait_for_waiting_locks(1)
         finally:
             connection.close()
 
