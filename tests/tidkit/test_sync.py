@@ -204,6 +204,39 @@ def test_bytes_a_crash_left_after_the_checkpoint_are_never_applied(
     assert b"0000-4000" not in journal and b'"ad' not in journal.rsplit(b"\n", 2)[-1]
 
 
+def test_a_long_journal_is_compacted_into_a_new_generation(
+    client, default_list, staff_user, tmp_path, rng
+):
+    cases = [accept(staff_user, [random_image(rng)]) for _ in range(3)]
+    snapshot(default_list)
+    sync(client, tmp_path)
+    first = read_checkpoint(tmp_path)
+    accept(staff_user, [random_image(rng), random_video(rng)])
+    case_withdraw(case=cases[0])
+
+    result = sync(client, tmp_path, page_size=2, compact_after=5)
+
+    assert result.compacted and (result.added, result.removed) == (5, 3)
+    checkpoint = read_checkpoint(tmp_path)
+    assert checkpoint.generation != first.generation
+    assert (checkpoint.journal_bytes, checkpoint.journal_changes) == (0, 0)
+    assert not (tmp_path / first.generation).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.json",
+        checkpoint.generation,
+        "lock",
+    ]
+    assert local_entries(tmp_path) == active_entries(default_list)
+    # The numbers the indexes use survive compaction: a later change applies on top.
+    local, _ = open_list(tmp_path)
+    numbers = {e.id: local.number_of(e.id) for e in local.entries()}
+    accept(staff_user, [random_image(rng)])
+    sync(client, tmp_path)
+    local, _ = open_list(tmp_path)
+    assert {i: local.number_of(i) for i in numbers} == numbers
+    assert local_entries(tmp_path) == active_entries(default_list)
+
+
 def _other_signature(message: bytes) -> bytes:
     return Ed25519PrivateKey.generate().sign(message)
 
