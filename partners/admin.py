@@ -163,9 +163,11 @@ class MatchReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "action_at",
     ]
     list_filter = ["partner", "action", "hash_type"]
-    search_fields = ["=client_ref", "=entry__value", "=entry__public_id"]
+    # A partner quoting a report names it by the id the API gave it (public_id).
+    search_fields = ["=public_id", "=client_ref", "=entry__value", "=entry__public_id"]
     list_select_related = ["partner", "entry"]
     date_hierarchy = "matched_at"
+    readonly_fields = ["public_id", "created_at", "updated_at"]
 
 
 @admin.register(WebhookDelivery)

@@ -868,8 +868,11 @@ def test_staff_see_matches_per_case_and_per_partner_read_only(
     rows = page.split('id="result_list"')[1].split("</table>")[0]
     assert "Other Platform" in rows and "Example Platform" not in rows
     report = MatchReport.objects.get(partner=other_partner)
+    found = client.get(changelist, {"q": str(report.public_id)}).content.decode()
+    assert "Other Platform" in found.split('id="result_list"')[1]
     change = client.get(reverse("admin:partners_matchreport_change", args=[report.pk]))
     assert change.status_code == 200
+    assert str(report.public_id) in change.content.decode()
     assert 'name="action"' not in change.content.decode()
     assert (
         client.post(
