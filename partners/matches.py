@@ -104,7 +104,9 @@ def match_reports_submit(
     succeed with one row between them: the unique constraint decides, without an error.
     Flags entries that distinct partners now call not relevant. Queries per batch do not grow
     with its size: one for the partner's lists, one for entries by id, one per hash type by
-    value, then two to write (insert, read back ids) and two more when anything is flagged.
+    value, one for the refs already stored, one INSERT that returns what it stored (on
+    PostgreSQL), one more only when a concurrent request stored some refs first, and two when
+    not-relevant reports may flag entries (plus a save for each entry flagged).
     """
     now = timezone.now()
     if not 1 <= len(items) <= MAX_BATCH:
