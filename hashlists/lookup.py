@@ -15,11 +15,14 @@ on top (an add or a remove applied twice changes nothing); a change committed bu
 sequenced is in the entries read, or arrives later through the feed. The other way round, an
 entry added between the two reads would be in neither. Each catch-up also checks that the change
 at its watermark is still the one it applied, so an index never follows a feed that was replaced
-(a database restored from a backup): it loads the list again.
+(a database restored from a backup): it loads the list again. Measured (bench/partner_api.py): a
+list with 1,000,000 PDQs, 300,000 pHashes and 30,000 videos loads in about 10 s and takes about
+400 MB per worker.
 
 MD5s are exact, so they are looked up in the database's unique (list, type, value) index: about
-as fast as an in-process dict for a batch (bench/partner_api.py measures both) and no memory per
-worker. Every hit is read back from the database with its public id, and only while it is still
+10 ms for a batch of 1,000 against about 5 ms through an in-process dict, which would cost every
+worker some 130 bytes an md5 (45 MB for a list with 340,000 of them; bench/partner_api.py measures
+both). Every hit is read back from the database with its public id, and only while it is still
 active: an entry removed by staff or by a withdrawal stops matching as soon as that commits, even
 before the feed carries the removal.
 """
