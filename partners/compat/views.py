@@ -3,7 +3,7 @@ python-threatexchange's StopNCII client, and Hasher-Matcher-Actioner through it,
 and send feedback when pointed at ``https://<host>/api/compat/stopncii/v1`` (no trailing slash:
 the client appends ``/FetchHashes``)."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,7 +43,10 @@ class StopNCIIHashesFetchApi(StopNCIIApi):
         ),
         parameters=[serializers.StopNCIIFetchHashesQuerySerializer],
         responses={
-            200: serializers.StopNCIIFetchHashesResponseSerializer,
+            200: OpenApiResponse(
+                serializers.StopNCIIFetchHashesResponseSerializer,
+                description="A page of hash records, in the order their state changed.",
+            ),
             **error_responses(
                 400,
                 *PARTNER_ERRORS,
@@ -127,7 +130,10 @@ class StopNCIIFeedbackSubmitApi(StopNCIIApi):
         ),
         request=serializers.StopNCIISubmitFeedbackSerializer,
         responses={
-            200: serializers.StopNCIISubmitFeedbackResponseSerializer,
+            200: OpenApiResponse(
+                serializers.StopNCIISubmitFeedbackResponseSerializer,
+                description="All the feedback was recorded; the counts say how.",
+            ),
             **error_responses(
                 400,
                 *PARTNER_ERRORS,
