@@ -15,6 +15,7 @@ from partners.models import MatchReport
 from tests import corpus
 from tests.helpers import free_port
 from tests.tidkit.server import accept, partner_key, photo_items, snapshot
+from tidkit.hashing import hash_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +183,31 @@ def test_exit_statuses_name_what_went_wrong(world, live_server, tmp_path):
 def test_python_dash_m_and_version():
     version = tidkit("--version")
     assert (version.returncode, version.stdout.strip()) == (0, "tidkit 0.1.0")
+
+
+def test_a_video_match_is_reported_with_its_frame_percentages(
+    live_server, partner, default_list, staff_user, tmp_path
+):
+    scenes = [corpus.smooth_noise(seed) for seed in (21, 22, 23)]
+    listed = corpus.write_video(tmp_path / "listed.mp4", scenes)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    corpus.write_video(uploads / "reupload.mp4", scenes, size=(400, 300), crf=32)
+    accept(staff_user, [hash_video(listed)])
+    env = {
+        "TIDKIT_URL": live_server.url,
+        "TIDKIT_API_KEY": partner_key(partner, "lists:read", "matches:write"),
+        "TIDKIT_STATE": str(tmp_path / "state"),
+    }
+    assert tidkit("sync", env=env).returncode == 0
+    scanned = tidkit("scan", uploads, "--json", env=env)
+    results = tmp_path / "results.jsonl"
+    results.write_text(scanned.stdout)
+
+    reported = tidkit("report", results, "--action", "restricted", env=env)
+
+    assert reported.returncode == 0, reported.stderr
+    (report,) = MatchReport.objects.filter(partner=partner)
+    assert (report.hash_type, report.action) == ("vpdq", "restricted")
+    assert report.listed_match_percent == 100.0 and report.query_match_percent == 100.0
+    assert report.distance <= 31
