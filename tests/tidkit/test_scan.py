@@ -189,9 +189,9 @@ def test_a_re_encoded_copy_of_a_listed_video_matches_by_vpdq(
     assert results["other.mp4"].matches == [] and results["other.mp4"].error is None
 
 
-def _grandchildren(pid: int) -> list[int]:
-    """Processes forked by this process's children: the hashing workers (forked by the
-    forkserver, which is a child)."""
+def _hashing_workers() -> list[int]:
+    """The processes the forkserver (a child of this process) forked: the hashing workers.
+    Other descendants (a browser driver's, say) are left alone."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -201,7 +201,12 @@ def _grandchildren(pid: int) -> list[int]:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(entry))
-    return [g for child in children.get(pid, []) for g in children.get(child, [])]
+    servers = [
+        child
+        for child in children.get(os.getpid(), [])
+        if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return [worker for server in servers for worker in children.get(server, [])]
 
 
 def test_a_crashed_hashing_process_costs_only_the_files_in_flight(synced):
@@ -211,7 +216,7 @@ def test_a_crashed_hashing_process_costs_only_the_files_in_flight(synced):
     workers = 2
     results = scan([folder], local, workers=workers)
     first = next(results)
-    workers_seen = _grandchildren(os.getpid())
+    workers_seen = _hashing_workers()
     assert len(workers_seen) >= workers
     for pid in workers_seen:
         os.kill(pid, signal.SIGKILL)
