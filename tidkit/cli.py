@@ -136,6 +136,10 @@ def _trusted_keys(values: Sequence[str]) -> dict[str, bytes]:
 def _scan(args: argparse.Namespace) -> int:
     from tidkit.scan import ProgressBar, scan
 
+    if not 0 <= args.pdq_distance <= formats.PDQ_MATCH_DISTANCE:
+        raise UsageError(f"--pdq-distance is 0 to {formats.PDQ_MATCH_DISTANCE}.")
+    if not 0 <= args.phash_distance <= formats.PHASH_MATCH_DISTANCE:
+        raise UsageError(f"--phash-distance is 0 to {formats.PHASH_MATCH_DISTANCE}.")
     local, checkpoint = open_list(args.state)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = ProgressBar(sys.stderr) if show_progress else None
@@ -306,6 +310,13 @@ def _default_state() -> str:
     return os.path.join(data_home, "tidkit")
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
 def _fail(error: Exception, status: int) -> int:
     print(f"tidkit: {error}", file=sys.stderr)
     return status
@@ -356,7 +367,12 @@ def _parser() -> argparse.ArgumentParser:
         help="accept only snapshots signed by this Ed25519 public key (repeatable); "
         "default: the keys at /api/v1/keys",
     )
-    sub.add_argument("--page-size", type=int, default=PAGE_SIZE, help="feed changes per request")
+    sub.add_argument(
+        "--page-size",
+        type=_positive,
+        default=PAGE_SIZE,
+        help=f"feed changes per request (at most {PAGE_SIZE})",
+    )
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
     sub.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sub.set_defaults(run=_sync)
@@ -365,7 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     common(sub, server=False)
     sub.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (recursive)")
     sub.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
-    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument(
+        "--workers", type=_positive, default=None, help="processes (default: all cores)"
+    )
     sub.add_argument(
         "--exact", action="store_true", help="hash at full resolution (slower; default fast)"
     )
