@@ -50,6 +50,8 @@ class SnapshotLookupMixin:
 
 
 # What the OpenAPI document says about these endpoints (tidportal/api_docs.py serves it).
+_EXAMPLE_ENTRY_ID = "3f1c2a9e-7b4d-4c1e-9a52-8d6f0b1e2c34"
+_EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 LIST_SLUG = OpenApiParameter(
     "slug",
     str,
@@ -67,7 +69,7 @@ IF_NONE_MATCH = OpenApiParameter(
     examples=[
         OpenApiExample(
             "The ETag of a snapshot",
-            value='"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"',
+            value=f'"{_EXAMPLE_SHA256}"',
         )
     ],
 )
@@ -80,8 +82,6 @@ SNAPSHOT_NOT_FOUND = (
     "The list is not granted to this partner or does not exist, or it has no snapshot (yet, or "
     "at that seq)."
 )
-_EXAMPLE_ENTRY_ID = "3f1c2a9e-7b4d-4c1e-9a52-8d6f0b1e2c34"
-_EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 class HashListListApi(PartnerApi):
