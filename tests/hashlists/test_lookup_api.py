@@ -1,9 +1,11 @@
 """Hosted lookup, POST /api/v1/lookup: exact answers, kept current from the feed, scoped."""
 
 import random
+import threading
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from cases.services import case_accept, case_create, case_withdraw
@@ -310,6 +312,45 @@ def test_changes_made_while_a_list_loads_are_not_lost(db, default_list, staff_us
     assert entry("pdq", added["pdq"]).pk in index.pdq
     assert entry("pdq", doomed["pdq"]).pk not in index.pdq
     assert index.seq == ListChange.objects.filter(seq__isnull=False).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_share_a_process_index_while_cases_are_accepted(default_list, staff_user, partner):
+    """gunicorn's threads share their process's index: lookups and catch-ups on several threads
+    at once, each with its own database connection, while cases are accepted one after another.
+    None fails, and each answer is the list at one moment: the images matched are always the
+    first ones accepted."""
+    h = Hashes(12)
+    images = [h.image() for _ in range(12)]
+    queries = [lookup.LookupQuery(hash_type="pdq", max_distance=31, value=i["pdq"]) for i in images]
+    answers: list[list[bool]] = []
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                answer = lookup.hashes_lookup_for_partner(partner=partner, queries=queries)
+                answers.append([bool(matches) for matches in answer.matches])
+        except Exception as exc:  # noqa: BLE001 (reported by the test below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for image in images:
+        accepted(staff_user, [image])
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert len(answers) > len(images)
+    assert all(seen == sorted(seen, reverse=True) for seen in answers)  # a prefix: True..False
+    final = lookup.hashes_lookup_for_partner(partner=partner, queries=queries)
+    assert all(final.matches)
 
 
 def test_an_index_whose_feed_was_replaced_loads_the_list_again(db, default_list, staff_user):
