@@ -10,6 +10,7 @@ A file that cannot be hashed (unreadable, damaged, not media) is a result with a
 never an exception: one bad file must not stop a scan of a million.
 """
 
+import itertools
 import multiprocessing
 import os
 import sys
@@ -146,36 +147,48 @@ def _hash_task(path: str, mode: hashing.Mode) -> Hashed:
 def _hash_in_pool(files: list[str], mode: hashing.Mode, workers: int) -> Iterator[Hashed]:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pending = iter(files)
+    pending: Iterator[str] = iter(files)
     window: deque[tuple[str, Future[Hashed]]] = deque()
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         while True:
-            while len(window) < workers * IN_FLIGHT_PER_WORKER:
-                path = next(pending, None)
-                if path is None:
-                    break
-                window.append((path, executor.submit(_hash_task, path, mode)))
-            if not window:
-                return
-            path, future = window.popleft()
             try:
-                yield future.result()
+                while len(window) < workers * IN_FLIGHT_PER_WORKER:
+                    path = next(pending, None)
+                    if path is None:
+                        break
+                    try:
+                        window.append((path, executor.submit(_hash_task, path, mode)))
+                    except BrokenProcessPool:
+                        pending = itertools.chain([path], pending)  # never started: resubmit
+                        raise
+                if not window:
+                    return
+                result = window[0][1].result()
             except BrokenProcessPool:
-                # A decoder crashed a worker (a segfault on a hostile file, the OOM killer).
-                # Everything in flight is lost with it: report those files and carry on.
-                crashed = [path] + [p for p, _f in window]
-                window.clear()
+                # A decoder crashed a worker (a segfault on a hostile file, the OOM killer), and
+                # the pool with it. Files it had finished keep their results; those in flight
+                # are reported; a fresh pool hashes the rest.
                 executor.shutdown(wait=False, cancel_futures=True)
                 executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-                message = (
-                    "A hashing process crashed on this file or on one hashed alongside it; "
-                    "scan it again on its own to tell which."
-                )
-                for lost in crashed:
-                    yield lost, None, {"code": "crashed", "message": message}
+                lost = list(window)
+                window.clear()
+                yield from (_finished_or_crashed(path, future) for path, future in lost)
+                continue
+            window.popleft()
+            yield result
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished_or_crashed(path: str, future: Future[Hashed]) -> Hashed:
+    if future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()
+    message = (
+        "A hashing process crashed on this file or on one hashed alongside it; scan it again "
+        "on its own to tell which."
+    )
+    return path, None, {"code": "crashed", "message": message}
 
 
 def available_cores() -> int:
