@@ -102,6 +102,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactio
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# Django's own cap on a request body (2.5 MB by default, refused with an HTML page) sits just
+# above the largest limit an API sets itself (the public report API's 4 MiB, answered in JSON).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
 # ------------------------------------------------------------------------------------------------
 # Redis: broker and cache. Absent on the embedded default.
 # ------------------------------------------------------------------------------------------------
