@@ -1,82 +1,268 @@
-"""tidkit.index.HammingIndex answers exactly what brute force answers."""
+"""tidkit.index.HammingIndex answers exactly what brute force answers, for every radius, on
+uniform and clustered hash sets, through adds, removals, replacements, saves and loads."""
 
-import random
+import hashlib
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import flip
 from tidkit import HashFormatError
-from tidkit.formats import hamming_distance
-from tidkit.index import HammingIndex
+from tidkit.index import HammingIndex, _levels
+
+MAX_RADIUS = {256: 31, 64: 8}  # PDQ and pHash match distances
+POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
+SHAPES = ["uniform", "families", "hot chunks"]
 
 
-def brute_force(pairs, query, radius):
-    hits = [(i, hamming_distance(h, query)) for i, h in pairs.items()]
-    return sorted(((i, d) for i, d in hits if d <= radius), key=lambda x: (x[1], x[0]))
+def brute_force(model: dict[int, str], queries: list[str]):
+    """A function radius -> per query, every (id, distance) within it, by the reference order.
+    Distances are counted byte by byte from the hex, independently of the index's code."""
+    ids = np.fromiter(model, dtype=np.int64, count=len(model))
+    data = np.frombuffer(bytes.fromhex("".join(model.values())), dtype=np.uint8)
+    data = data.reshape(len(ids), -1)
+    distances = [POPCOUNT[data ^ np.frombuffer(bytes.fromhex(q), np.uint8)].sum(1) for q in queries]
+
+    def within(radius: int) -> list[list[tuple[int, int]]]:
+        out = []
+        for d in distances:
+            hits = np.flatnonzero(d <= radius)
+            pairs = zip(ids[hits].tolist(), d[hits].tolist(), strict=True)
+            out.append(sorted(pairs, key=lambda p: p[::-1]))
+        return out
+
+    return within
 
 
-def family_hashes(seed, bits, families, members):
-    """Clustered hashes: families of near-duplicates around random centres, as real lists are."""
-    rng = random.Random(seed)
-    width = bits // 4
-    out = []
-    for _ in range(families):
-        centre = f"{rng.getrandbits(bits):0{width}x}"
-        out += [flip(centre, rng.randint(0, bits // 8), rng) for _ in range(members)]
-    return out, rng
+def hexes(rows: np.ndarray) -> list[str]:
+    text, width = rows.tobytes().hex(), rows.shape[1] * 2
+    return [text[i : i + width] for i in range(0, len(text), width)]
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), bits=st.sampled_from([64, 256]))
-def test_radius_queries_equal_brute_force_on_clustered_sets(seed, bits):
-    hashes, rng = family_hashes(seed, bits, families=20, members=15)
-    pairs = dict(enumerate(hashes))
-    index = HammingIndex(bits=bits)
-    index.add(list(pairs), list(pairs.values()))
-    radius = 31 if bits == 256 else 8
-    for _ in range(10):
-        query = flip(rng.choice(hashes), rng.randint(0, radius + 4), rng)
-        assert index.query(query, radius) == brute_force(pairs, query, radius)
+def flip_bits(rows: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row with ``counts[i]`` distinct random bits flipped."""
+    bits = rows.shape[1] * 8
+    order = rng.random((len(rows), bits)).argsort(axis=1)
+    flips = np.zeros((len(rows), bits), dtype=bool)
+    np.put_along_axis(flips, order, np.arange(bits) < counts[:, None], axis=1)
+    return rows ^ np.packbits(flips, axis=1)
 
 
-def test_add_remove_and_replace_without_rebuild():
-    hashes, rng = family_hashes(1, 256, families=10, members=30)
-    pairs = dict(enumerate(hashes))
+def hash_set(rng: np.random.Generator, bits: int, n: int, shape: str) -> np.ndarray:
+    """``n`` hashes: uniform; near-duplicate families (a few bits apart, with exact duplicates)
+    as real lists hold; or with hot chunk values (many hashes sharing long runs of bits, such as
+    all-zero words, as blank and near-blank images give)."""
+    width = bits // 8
+    data = rng.integers(0, 256, (n, width), dtype=np.uint8)
+    if shape == "families":
+        centres = data[: max(1, n // 40)]
+        data = centres[rng.integers(0, len(centres), n)]
+        data = flip_bits(data, rng.integers(0, MAX_RADIUS[bits] + 8, n), rng)
+        data[rng.random(n) < 0.05] = data[0]
+    elif shape == "hot chunks":
+        hot = rng.random(n) < 0.4
+        data[hot, : width // 2] = 0
+        data[rng.random(n) < 0.1, width // 2 :] = 0xFF
+        data[rng.random(n) < 0.02] = 0
+    return data
+
+
+def spread_flips(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Each row with ``count`` bits flipped evenly across it (random phase): every chunk of any
+    layout then differs a little, the hardest case for a multi-index to find."""
+    bits = rows.shape[1] * 8
+    flips = np.zeros((len(rows), bits), dtype=bool)
+    for row, phase in enumerate(rng.integers(0, bits, len(rows))):
+        flips[row, (phase + np.arange(count) * bits // count) % bits] = True
+    return rows ^ np.packbits(flips, axis=1)
+
+
+def queries_near(rng: np.random.Generator, data: np.ndarray, bits: int, count: int) -> list[str]:
+    """Hashes at every distance around the radii from hashes of the set (half of them with the
+    bits flipped evenly spread), plus unrelated ones, the all-zero hash and hot-chunk ones."""
+    radius = MAX_RADIUS[bits]
+    picked = data[rng.integers(0, len(data), count)]
+    near = flip_bits(picked[::2], rng.integers(0, radius + 6, len(picked[::2])), rng)
+    spread = [spread_flips(picked[1::2], d, rng) for d in (radius - 1, radius, radius + 1)]
+    far = rng.integers(0, 256, (4, bits // 8), dtype=np.uint8)
+    far[1] = 0
+    far[2, : bits // 16] = 0
+    return hexes(np.concatenate((near, *spread, far)))
+
+
+def assert_matches_brute_force(index, model, queries, radii) -> None:
+    expected = brute_force(model, queries)
+    for radius in radii:
+        assert index.query_many(queries, radius) == expected(radius), f"radius {radius}"
+    assert len(index) == len(model)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.sampled_from([64, 256]),
+    shape=st.sampled_from(SHAPES),
+    batches=st.lists(st.sampled_from([300, 2000, 4500, 9000]), min_size=1, max_size=4),
+)
+def test_every_radius_equals_brute_force(seed, bits, shape, batches):
+    rng = np.random.default_rng(seed)
+    data = hash_set(rng, bits, 20000 + sum(batches), shape)
+    ids = rng.choice(10**12, len(data), replace=False)  # sparse, unordered ids
+    index, model, at = HammingIndex(bits=bits), {}, 0
+    for size in [20000, *batches]:  # a large first add, then batches: one to a few segments
+        index.add(ids[at : at + size].tolist(), hexes(data[at : at + size]))
+        model.update(zip(ids[at : at + size].tolist(), hexes(data[at : at + size]), strict=True))
+        at += size
+    assert any(segment.widths for segment in index._segments)  # the index is in use, not a scan
+    queries = queries_near(rng, data, bits, 24)
+    assert_matches_brute_force(index, model, queries, range(MAX_RADIUS[bits] + 1))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.sampled_from([64, 256]),
+    shape=st.sampled_from(SHAPES),
+    steps=st.lists(
+        st.sampled_from(["add", "add many", "remove", "remove many", "replace", "save and load"]),
+        min_size=4,
+        max_size=9,
+    ),
+)
+def test_interleaved_changes_and_reloads_stay_exact(seed, bits, shape, steps):
+    rng = np.random.default_rng(seed)
+    pool = hash_set(rng, bits, 60000, shape)
+    index, model, next_row = HammingIndex(bits=bits), {}, 0
+    radius = MAX_RADIUS[bits]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "index.bin"
+        for step in ["add all", *steps]:
+            present = np.fromiter(model, dtype=np.int64, count=len(model))
+            if step.startswith("add"):
+                size = {"add all": 20000, "add many": 4500}.get(step) or int(rng.integers(1, 600))
+                rows = pool[next_row : next_row + size]
+                ids = list(range(next_row, next_row + len(rows)))
+                next_row += len(rows)
+                if len(present):  # re-add some removed or present ids too
+                    ids[: len(ids) // 10] = rng.choice(next_row, len(ids) // 10).tolist()
+                index.add(ids, hexes(rows))
+                model.update(zip(ids, hexes(rows), strict=True))  # the last one wins, as in add
+            elif step.startswith("remove"):
+                share = 0.4 if step == "remove many" else 0.02
+                gone = rng.choice(present, int(len(present) * share), replace=False).tolist()
+                index.remove([*gone, -1, 10**15])  # unknown ids are ignored
+                for i in gone:
+                    del model[i]
+            elif step == "replace":
+                ids = rng.choice(present, min(len(present), 500), replace=False).tolist()
+                values = hexes(pool[rng.integers(0, len(pool), len(ids))])
+                index.add(ids, values)
+                model.update(zip(ids, values, strict=True))
+            else:
+                index.save(path)
+                index = HammingIndex.load(path)
+            queries = queries_near(rng, pool[:next_row], bits, 12)
+            assert_matches_brute_force(index, model, queries, [0, radius // 2, radius])
+        queries = queries_near(rng, pool[:next_row], bits, 24)
+        assert_matches_brute_force(index, model, queries, range(radius + 1))
+        assert all(i in index for i in list(model)[:50]) and next_row + 1 not in index
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_a_hash_is_found_through_its_only_close_chunk(bits):
+    """The tightest case of the pigeonhole argument, built from the index's own layout: a hash
+    at exactly the radius whose bits differ so that a single chunk is within its probe level,
+    for every chunk in turn (straddling 64-bit words or not)."""
+    rng = np.random.default_rng(bits)
+    data = hash_set(rng, bits, 20000, "uniform")
+    index, radius = HammingIndex(bits=bits), MAX_RADIUS[bits]
+    index.add(list(range(len(data))), hexes(data))
+    (segment,) = index._segments
+    levels, _cost = _levels(segment.widths, segment.n, radius)
+    assert sum(levels) == radius + 1
+    starts = np.cumsum((0, *segment.widths))[:-1]
+    for only, level in enumerate(levels):
+        if not level:
+            continue
+        for _ in range(8):
+            flips = np.zeros(bits, dtype=bool)
+            for chunk, (start, width) in enumerate(zip(starts, segment.widths, strict=True)):
+                count = level - 1 if chunk == only else levels[chunk]
+                flips[start + rng.choice(width, count, replace=False)] = True
+            row = int(rng.integers(len(data)))
+            query = hexes(data[row] ^ np.packbits(flips)[None])[0]
+            assert (row, radius) in index.query(query, radius), (only, level)
+
+
+def test_radii_beyond_the_match_distance_are_exact_too():
+    rng = np.random.default_rng(7)
+    data = hash_set(rng, 256, 20000, "families")
     index = HammingIndex()
-    index.add(list(pairs), hashes)
-    removed = rng.sample(list(pairs), 200)
-    index.remove(removed)
-    for i in removed:
-        del pairs[i]
-    index.add([5000, 0], [hashes[3], hashes[4]])  # new id, and a replacement of id 0
-    pairs[5000], pairs[0] = hashes[3], hashes[4]
-    assert len(index) == len(pairs) and 0 in index and removed[0] not in index
-    for query in rng.sample(hashes, 20):
-        assert index.query(query, 31) == brute_force(pairs, query, 31)
+    index.add(list(range(len(data))), hexes(data))
+    model = dict(enumerate(hexes(data)))
+    queries = queries_near(rng, data, 256, 6)
+    assert_matches_brute_force(index, model, queries, [40, 64, 100, 255, 256, 300])
+    assert index.query_many(queries, -1) == [[] for _ in queries]
 
 
-def test_save_and_load_round_trip(tmp_path):
-    hashes, rng = family_hashes(2, 64, families=5, members=10)
+def test_query_many_answers_each_query_in_order_even_repeated():
+    rng = np.random.default_rng(5)
+    data = hash_set(rng, 256, 9000, "uniform")
+    index = HammingIndex()
+    index.add(list(range(len(data))), hexes(data))
+    queries = hexes(data[[7, 7, 3, 7]])
+    assert index.query_many(queries, 0) == [[(7, 0)], [(7, 0)], [(3, 0)], [(7, 0)]]
+    assert index.query_many(queries, 31) == [index.query(q, 31) for q in queries]
+
+
+def test_an_id_given_twice_in_one_add_keeps_the_last_hash():
     index = HammingIndex(bits=64)
-    index.add(list(range(len(hashes))), hashes)
-    index.remove([0, 1, 2])
-    index.save(tmp_path / "phash.npz")
-    loaded = HammingIndex.load(tmp_path / "phash.npz")
-    assert loaded.bits == 64 and len(loaded) == len(index)
-    for query in hashes:
-        assert loaded.query(query, 8) == index.query(query, 8)
+    index.add([5, 6, 5], ["0" * 16, "f" * 16, "1" + "0" * 15])
+    assert len(index) == 2
+    assert index.query("1" + "0" * 15, 0) == [(5, 0)]
+    assert index.query("0" * 16, 0) == []
+
+
+def test_a_loaded_index_never_writes_to_its_file(tmp_path):
+    rng = np.random.default_rng(3)
+    data = hash_set(rng, 256, 9000, "uniform")
+    index = HammingIndex()
+    index.add(list(range(len(data))), hexes(data))
+    index.save(tmp_path / "pdq.index")
+    before = hashlib.sha256((tmp_path / "pdq.index").read_bytes()).hexdigest()
+    loaded = HammingIndex.load(tmp_path / "pdq.index")
+    loaded.remove(range(0, 9000, 2))
+    loaded.add([1], ["0" * 64])
+    assert loaded.query("0" * 64, 0) == [(1, 0)] and len(loaded) == 4500
+    assert hashlib.sha256((tmp_path / "pdq.index").read_bytes()).hexdigest() == before
+    assert len(HammingIndex.load(tmp_path / "pdq.index")) == 9000
+    loaded.save(tmp_path / "pdq.index")  # over the file it is mapped from
+    assert len(HammingIndex.load(tmp_path / "pdq.index")) == 4500
+
+
+def test_loading_something_else_is_refused(tmp_path):
+    (tmp_path / "x.index").write_bytes(b"PK\x03\x04 not an index")
+    with pytest.raises(ValueError, match="not a tidkit index"):
+        HammingIndex.load(tmp_path / "x.index")
 
 
 @pytest.mark.parametrize("bad", ["ab" * 31, "zz" * 32, "ab " * 21 + "a", None])
-def test_malformed_hashes_are_refused(bad):
+def test_malformed_hashes_are_refused_and_change_nothing(bad):
     index = HammingIndex()
+    index.add([1], ["0" * 64])
     with pytest.raises(HashFormatError):
-        index.add([1], [bad])
+        index.add([1, 2], ["f" * 64, bad])
+    assert len(index) == 1 and index.query("0" * 64, 0) == [(1, 0)]
     with pytest.raises(HashFormatError):
         index.query(bad, 31)
 
 
-def test_empty_index_answers_nothing():
+def test_empty_index_answers_nothing(tmp_path):
     assert HammingIndex().query("0" * 64, 31) == []
+    assert HammingIndex().query_many([], 31) == []
+    HammingIndex(bits=64).save(tmp_path / "empty.index")
+    loaded = HammingIndex.load(tmp_path / "empty.index")
+    assert loaded.bits == 64 and len(loaded) == 0 and loaded.query("0" * 16, 8) == []
