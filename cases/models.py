@@ -163,7 +163,9 @@ class Case(TimeStampedModel):
 class MediaItem(models.Model):
     """One reported file, as its hashes. The file itself never reaches the server."""
 
-    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="items")
+    case = models.ForeignKey(
+        Case, on_delete=models.PROTECT, related_name="items", verbose_name=_("case")
+    )
     media_type = models.CharField(_("media type"), max_length=8, choices=MediaType.choices)
     md5 = models.CharField("MD5", max_length=32)
     pdq = models.CharField("PDQ", max_length=64, blank=True, default="")
@@ -224,8 +226,12 @@ class MediaItem(models.Model):
 class CaseNote(models.Model):
     """An internal note by staff on a case. Never shown to the reporter."""
 
-    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    case = models.ForeignKey(
+        Case, on_delete=models.PROTECT, related_name="notes", verbose_name=_("case")
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, verbose_name=_("author")
+    )
     text = models.TextField(_("note"))
     created_at = models.DateTimeField(_("written at"), auto_now_add=True)
 
@@ -242,9 +248,16 @@ class NearDuplicatePair(models.Model):
     """Two cases whose files are near-duplicates (same MD5, PDQ within 31, pHash within 8, or a
     vPDQ match). Stored both ways round, so each case's count is one indexed lookup."""
 
-    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="near_duplicate_pairs")
-    other = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
-    found_at = models.DateTimeField(auto_now_add=True)
+    case = models.ForeignKey(
+        Case,
+        on_delete=models.CASCADE,
+        related_name="near_duplicate_pairs",
+        verbose_name=_("case"),
+    )
+    other = models.ForeignKey(
+        Case, on_delete=models.CASCADE, related_name="+", verbose_name=_("other case")
+    )
+    found_at = models.DateTimeField(_("found at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("near-duplicate pair")

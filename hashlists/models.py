@@ -174,11 +174,16 @@ class HashEntrySource(models.Model):
     backs it through a source that has not been withdrawn. Sources are never deleted: they are
     the record of why a hash was on the list."""
 
-    entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="sources")
-    media_item = models.ForeignKey(
-        "cases.MediaItem", on_delete=models.PROTECT, related_name="entry_sources"
+    entry = models.ForeignKey(
+        HashEntry, on_delete=models.PROTECT, related_name="sources", verbose_name=_("hash entry")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    media_item = models.ForeignKey(
+        "cases.MediaItem",
+        on_delete=models.PROTECT,
+        related_name="entry_sources",
+        verbose_name=_("media item"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     withdrawn_at = models.DateTimeField(
         _("no longer backing since"),
         null=True,
@@ -212,8 +217,12 @@ class ListChange(models.Model):
 
     Op = ListChangeOp
 
-    hash_list = models.ForeignKey(HashList, on_delete=models.PROTECT, related_name="changes")
-    entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="changes")
+    hash_list = models.ForeignKey(
+        HashList, on_delete=models.PROTECT, related_name="changes", verbose_name=_("hash list")
+    )
+    entry = models.ForeignKey(
+        HashEntry, on_delete=models.PROTECT, related_name="changes", verbose_name=_("hash entry")
+    )
     op = models.CharField(_("operation"), max_length=8, choices=Op.choices)
     seq = models.PositiveBigIntegerField(
         _("sequence number"), null=True, blank=True, editable=False
@@ -251,7 +260,9 @@ class ListChange(models.Model):
 class Snapshot(TimeStampedModel):
     """The whole active list at ``seq``, as signed gzip'd JSON Lines in Django storage."""
 
-    hash_list = models.ForeignKey(HashList, on_delete=models.PROTECT, related_name="snapshots")
+    hash_list = models.ForeignKey(
+        HashList, on_delete=models.PROTECT, related_name="snapshots", verbose_name=_("hash list")
+    )
     seq = models.PositiveBigIntegerField(_("sequence number"))
     entry_count = models.PositiveBigIntegerField(_("entries"))
     file = models.FileField(_("file"), upload_to="snapshots/", max_length=255)

@@ -69,7 +69,9 @@ class ApiKey(models.Model):
 
     Scope = ApiKeyScope
 
-    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="api_keys")
+    partner = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, related_name="api_keys", verbose_name=_("partner")
+    )
     name = models.CharField(_("name"), max_length=100, help_text=_("What or who uses this key."))
     prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
     digest = models.CharField(_("SHA-256 of the key"), max_length=64, editable=False)
@@ -78,7 +80,12 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, editable=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -148,8 +155,15 @@ class MatchReport(TimeStampedModel):
         editable=False,
         help_text=_("Opaque, random id the reporting partner sees. Never sequential."),
     )
-    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="match_reports")
-    entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="match_reports")
+    partner = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, related_name="match_reports", verbose_name=_("partner")
+    )
+    entry = models.ForeignKey(
+        HashEntry,
+        on_delete=models.PROTECT,
+        related_name="match_reports",
+        verbose_name=_("hash entry"),
+    )
     client_ref = models.CharField(
         _("partner's reference"),
         max_length=200,
@@ -235,9 +249,14 @@ class WebhookDelivery(TimeStampedModel):
     Status = WebhookDeliveryStatus
 
     partner = models.ForeignKey(
-        Partner, on_delete=models.PROTECT, related_name="webhook_deliveries"
+        Partner,
+        on_delete=models.PROTECT,
+        related_name="webhook_deliveries",
+        verbose_name=_("partner"),
     )
-    hash_list = models.ForeignKey(HashList, on_delete=models.PROTECT, related_name="+")
+    hash_list = models.ForeignKey(
+        HashList, on_delete=models.PROTECT, related_name="+", verbose_name=_("hash list")
+    )
     seq = models.PositiveBigIntegerField(_("sequence number"))
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
