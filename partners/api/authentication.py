@@ -26,6 +26,21 @@ class PartnerPrincipal:
         return self.partner.pk
 
 
+def api_key_check(raw_key: str) -> ApiKey:
+    """The usable key behind ``raw_key``, or the API's answer: 401 for a key that is unknown,
+    revoked or expired, 403 for a suspended partner's."""
+    try:
+        return api_key_authenticate(raw_key=raw_key)
+    except ApiKeyInvalid:
+        raise exceptions.AuthenticationFailed(
+            _("This API key is not valid: unknown, revoked or expired.")
+        ) from None
+    except PartnerSuspended:
+        raise exceptions.PermissionDenied(
+            _("This partner is suspended. Contact the tidportal team.")
+        ) from None
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -39,16 +54,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Malformed Authorization header.")) from None
         if scheme.lower() != "bearer" or not raw.strip():
             raise exceptions.AuthenticationFailed(_("Use the header: Authorization: Bearer <key>."))
-        try:
-            key = api_key_authenticate(raw_key=raw.strip())
-        except ApiKeyInvalid:
-            raise exceptions.AuthenticationFailed(
-                _("This API key is not valid: unknown, revoked or expired.")
-            ) from None
-        except PartnerSuspended:
-            raise exceptions.PermissionDenied(
-                _("This partner is suspended. Contact the tidportal team.")
-            ) from None
+        key = api_key_check(raw.strip())
         api_key_mark_used(key=key)
         return PartnerPrincipal(key.partner), key
 

@@ -6,7 +6,6 @@ them (a `lists:read`-only key, such as a scanner's sync job, sees none of it).""
 from typing import Any
 from urllib.parse import urlencode
 
-from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -15,7 +14,7 @@ from rest_framework.response import Response
 from hashlists.api.views import PartnerApi
 from partners import matches
 from partners.api import serializers
-from tidportal.api import PayloadTooLarge
+from tidportal.api import body_limit_enforce
 from tidportal.api_schema import PARTNER_ERRORS, error_responses
 
 # 1000 items with every field at its longest come to about 1 MB of JSON; twice that leaves room
@@ -32,15 +31,7 @@ class MatchPartnerApi(PartnerApi):
         """Authenticate, check the scope and throttle first; then refuse a body too large to
         read (before anything parses it)."""
         super().initial(request, *args, **kwargs)
-        try:
-            size = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            size = self.max_body_bytes + 1
-        if size > self.max_body_bytes:
-            raise PayloadTooLarge(
-                _("This request is too large (the limit is %(mb).1f MB).")
-                % {"mb": self.max_body_bytes / 1_000_000}
-            )
+        body_limit_enforce(request, self.max_body_bytes)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,9 +26,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from partners.api.authentication import PartnerPrincipal
+from partners.api.authentication import PartnerPrincipal, api_key_check
 from partners.models import ApiKey
-from partners.selectors import ApiKeyInvalid, PartnerSuspended, api_key_authenticate
 from partners.services import api_key_mark_used
 
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
@@ -48,21 +47,12 @@ class StopNCIIKeyAuthentication(authentication.BaseAuthentication):
                 _("Send a partner API key in both headers: %(a)s and %(b)s.")
                 % {"a": SUBSCRIPTION_HEADER, "b": FUNCTION_HEADER}
             )
-        try:
-            function_key = api_key_authenticate(raw_key=function_raw)
-            subscription_key = (
-                function_key
-                if hmac.compare_digest(function_raw.encode(), subscription_raw.encode())
-                else api_key_authenticate(raw_key=subscription_raw)
-            )
-        except ApiKeyInvalid:
-            raise exceptions.AuthenticationFailed(
-                _("This API key is not valid: unknown, revoked or expired.")
-            ) from None
-        except PartnerSuspended:
-            raise exceptions.PermissionDenied(
-                _("This partner is suspended. Contact the tidportal team.")
-            ) from None
+        function_key = api_key_check(function_raw)
+        subscription_key = (
+            function_key
+            if hmac.compare_digest(function_raw.encode(), subscription_raw.encode())
+            else api_key_check(subscription_raw)
+        )
         if subscription_key.partner_id != function_key.partner_id:
             raise exceptions.AuthenticationFailed(
                 _("The two keys belong to different partners: use keys of one partner.")
