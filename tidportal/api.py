@@ -1,12 +1,17 @@
 """What every JSON API of the project shares: one error shape, CSRF for the site's own pages,
 a request body limit, and throttles keyed without storing who the client is."""
 
+import sys
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+from django import db
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
@@ -113,6 +118,44 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
         body = {"error": ERROR_CODES[404], "detail": str(exceptions.NotFound.default_detail)}
         return JsonResponse({**body, "fields": {}}, status=404)
     return page_not_found(request, exception)
+
+
+# What a dependency that is down looks like from here: PostgreSQL unreachable or restarting, Redis
+# (cache, throttles) stopped, the broker refusing a publish.
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    db.OperationalError,
+    db.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+RETRY_AFTER_SECONDS = 10
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The project's handler500. While a dependency is down, the answer is a clear 503 with
+    Retry-After (DESIGN.md section 8: nothing acknowledged is lost, so trying again later is
+    right), not a 500: JSON in the error shape under /api/, a readable page elsewhere. Other
+    errors stay 500s, in the same two forms."""
+    exc = sys.exc_info()[1]
+    unavailable = isinstance(exc, DEPENDENCY_ERRORS)
+    status_code = 503 if unavailable else 500
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if unavailable else {}
+    if unavailable:
+        detail = _(
+            "The service is briefly unavailable. Nothing you sent was lost; please try again "
+            "in a few seconds."
+        )
+    else:
+        detail = _("Something went wrong on our side. Please try again later.")
+    if request.path.startswith("/api/"):
+        body = {"error": "unavailable" if unavailable else "server_error", "detail": detail}
+        return JsonResponse({**body, "fields": {}}, status=status_code, headers=headers)
+    page = render_to_string(
+        "site/error.html",
+        {"status_code": status_code, "detail": detail, "unavailable": unavailable},
+    )
+    return HttpResponse(page, status=status_code, headers=headers)
 
 
 def body_limit_enforce(request: Request, max_bytes: int) -> None:

@@ -22,3 +22,4 @@ urlpatterns = [
 
 # Under /api/, a URL that matches no route answers in the API's JSON error shape.
 handler404 = "tidportal.api.not_found"
+handler500 = "tidportal.api.server_error"
