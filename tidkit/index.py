@@ -60,10 +60,13 @@ _DELTA_ROWS = 4096  # new hashes scanned by brute force before they are indexed 
 _MERGE_RATIO = 4  # a segment merges into the one before it when larger than 1/4 of it
 _DEAD_SHARE = 0.25  # a segment is rebuilt without its removed rows past this share
 _BRUTE_SHARE = 0.25  # a query scans a segment when it would check more than this share of it
+_PROBE_OVERHEAD = 2000  # the fixed cost of probing a segment, in candidates checked
 _MAX_CHUNK_BITS = 22  # slot arrays of 2**22 int32 (16 MB per table) at most
 _BATCH_PROBES = 1 << 15  # probes looked up in one go: bounds temporaries, keeps them in cache
 _BATCH_CANDIDATES = 1 << 20  # candidates checked in one go
+_BATCH_QUERIES = 1 << 20  # queries answered in one go (their numbers are packed in 23 bits)
 _BRUTE_CELLS = 1 << 20  # (query, hash) pairs compared in one go by the brute-force scan
+_BATCH_PARSE = 1 << 18  # hex hashes parsed in one go
 
 _MAGIC = b"TIDKHIX1"  # then a little-endian uint64 header length, the JSON header, the arrays
 _ALIGN = 64
@@ -117,7 +120,7 @@ def _levels(widths: Sequence[int], rows: int, radius: int) -> tuple[list[int], f
         ]
         levels[step.index(min(step))] += 1
     total = sum(cost(w, s) for w, s in zip(widths, levels, strict=True))
-    return (levels, total) if total <= rows * _BRUTE_SHARE else None
+    return (levels, total) if total + _PROBE_OVERHEAD <= rows * _BRUTE_SHARE else None
 
 
 def _choose_widths(bits: int, rows: int) -> tuple[int, ...]:
@@ -257,7 +260,8 @@ class _Segment:
         return self._plans[radius]
 
     def search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-        """(query number, id, distance) of every live row within ``radius`` of a query."""
+        """(query number, id, distance) of every live row within ``radius`` of one of the
+        ``queries`` (at most _BATCH_QUERIES), sorted in that order."""
         plan = self.plan(radius)
         found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint16))]
         if plan is None:
@@ -270,7 +274,18 @@ class _Segment:
                 found += self._probe(queries, keys, first, last, radius, plan)
         numbers, rows, distances = (np.concatenate(parts) for parts in zip(*found, strict=True))
         keep = self.alive[rows]
-        return numbers[keep], self.ids[rows[keep]], distances[keep]
+        # Sort by (query, distance, row) packed in one word (rows are in id order), and keep one
+        # of each hash found through several chunks.
+        packed = numbers[keep].astype(np.uint64) << np.uint64(41)
+        packed |= distances[keep].astype(np.uint64) << np.uint64(32)
+        packed |= rows[keep].astype(np.uint64)
+        packed.sort()  # (np.unique hashes first, which is slower here)
+        fresh = np.ones(len(packed), dtype=bool)
+        fresh[1:] = packed[1:] != packed[:-1]
+        packed = packed[fresh]
+        rows = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        distances = (packed >> np.uint64(32)).astype(np.int64) & 0x1FF
+        return (packed >> np.uint64(41)).astype(np.int64), self.ids[rows], distances
 
     def _probe(
         self, queries: np.ndarray, keys: np.ndarray, first: int, last: int, radius: int, plan: _Plan
@@ -284,20 +299,26 @@ class _Segment:
         if hot.any():
             found.append(self._scan(queries, first + np.flatnonzero(hot), radius))
             lengths[hot], per_query[hot] = 0, 0
-        starts = (starts + plan.posting_base).ravel()
-        lengths = lengths.ravel()
-        ends = np.cumsum(lengths)
-        # Positions of every candidate: each probed slot's run of postings, end to end.
-        positions = np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1])
-        numbers = np.repeat(np.arange(first, last), per_query)
-        for at in range(0, len(positions), _BATCH_CANDIDATES):
-            rows = np.take(self.postings, positions[at : at + _BATCH_CANDIDATES])
-            number = numbers[at : at + _BATCH_CANDIDATES]
+        starts = starts + plan.posting_base
+        # Queries whose candidates add up to _BATCH_CANDIDATES (or one query) at a time.
+        total = np.cumsum(per_query)
+        begin = 0
+        while begin < len(per_query):
+            end = int(np.searchsorted(total, total[begin] - per_query[begin] + _BATCH_CANDIDATES))
+            end = max(end, begin + 1)
+            lengths_ = lengths[begin:end].ravel()
+            ends = np.cumsum(lengths_)
+            # Positions of every candidate: each probed slot's run of postings, end to end.
+            positions = np.repeat(starts[begin:end].ravel() - (ends - lengths_), lengths_)
+            positions += np.arange(len(positions))
+            rows = np.take(self.postings, positions)
+            numbers = np.repeat(np.arange(first + begin, first + end), per_query[begin:end])
             distances = _distances(
-                np.take(self.hashes, rows, axis=0), np.take(queries, number, axis=0)
+                np.take(self.hashes, rows, axis=0), np.take(queries, numbers, axis=0)
             )
             hits = np.flatnonzero(distances <= radius)
-            found.append((number[hits], rows[hits], distances[hits]))
+            found.append((numbers[hits], rows[hits], distances[hits]))
+            begin = end
         return found
 
     def _scan(
@@ -362,14 +383,16 @@ class HammingIndex:
         if not len(ids):
             return
         rows, ids_ = self._parse(hex_hashes), self._ids(ids)
-        # Keep the last occurrence of each id; np.unique also sorts them.
-        ids_, last = np.unique(ids_[::-1], return_index=True)
-        rows = rows[len(rows) - 1 - last]
+        if not np.all(ids_[1:] > ids_[:-1]):
+            # Keep the last occurrence of each id; np.unique also sorts them.
+            ids_, last = np.unique(ids_[::-1], return_index=True)
+            rows = rows[len(rows) - 1 - last]
         self._discard(ids_)
         delta = self._delta
-        ids_, rows = np.concatenate((delta.ids, ids_)), np.concatenate((delta.hashes, rows))
-        order = np.argsort(ids_, kind="stable")
-        ids_, rows = ids_[order], rows[order]
+        if delta.n:
+            ids_, rows = np.concatenate((delta.ids, ids_)), np.concatenate((delta.hashes, rows))
+            order = np.argsort(ids_, kind="stable")
+            ids_, rows = ids_[order], rows[order]
         if len(ids_) <= _DELTA_ROWS:
             self._delta = self._flat(rows, ids_)
             return
@@ -394,21 +417,24 @@ class HammingIndex:
         if not len(hex_hashes):
             return []
         queries, radius = self._parse(hex_hashes), operator.index(radius)
-        segments, delta = self._segments, self._delta  # one consistent view
-        found = [s.search(queries, radius) for s in (*segments, delta)] if radius >= 0 else []
-        if found:
+        if radius < 0:
+            return [[] for _ in range(len(queries))]
+        segments = (*self._segments, self._delta)  # one consistent view
+        answers = []
+        for first in range(0, len(queries), _BATCH_QUERIES):
+            batch = queries[first : first + _BATCH_QUERIES]
+            found = [f for f in (s.search(batch, radius) for s in segments) if len(f[0])]
+            if not found:
+                answers += [[] for _ in range(len(batch))]
+                continue
             numbers, ids, distances = (np.concatenate(parts) for parts in zip(*found, strict=True))
-        else:
-            numbers, ids, distances = (np.zeros(0, np.int64) for _ in range(3))
-        order = np.lexsort((ids, distances, numbers))
-        numbers, ids, distances = numbers[order], ids[order], distances[order]
-        # A hash close in several chunks is found once per chunk: keep one.
-        fresh = np.ones(len(ids), dtype=bool)
-        fresh[1:] = (ids[1:] != ids[:-1]) | (numbers[1:] != numbers[:-1])
-        ids, distances, numbers = ids[fresh].tolist(), distances[fresh].tolist(), numbers[fresh]
-        pairs = list(zip(ids, distances, strict=True))
-        bounds = np.searchsorted(numbers, np.arange(len(queries) + 1)).tolist()
-        return [pairs[bounds[i] : bounds[i + 1]] for i in range(len(queries))]
+            if len(found) > 1:  # each part is sorted; an id is in one segment only
+                order = np.lexsort((ids, distances, numbers))
+                numbers, ids, distances = numbers[order], ids[order], distances[order]
+            pairs = list(zip(ids.tolist(), distances.tolist(), strict=True))
+            bounds = np.searchsorted(numbers, np.arange(len(batch) + 1)).tolist()
+            answers += [pairs[bounds[i] : bounds[i + 1]] for i in range(len(batch))]
+        return answers
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (one file, replaced atomically) for ``load``."""
@@ -480,8 +506,8 @@ class HammingIndex:
 
     def _rebalance(self, segments: list[_Segment]) -> tuple[_Segment, ...]:
         """Rebuild segments that are a quarter dead; merge any segment larger than a quarter of
-        the one before it into it. Each merge at least quintuples the older segment's share, so a
-        hash is re-indexed a logarithmic number of times."""
+        the one before it into it. Sizes then fall at least fourfold from one segment to the next
+        (few segments), and a hash is re-indexed a logarithmic number of times."""
         for i, segment in enumerate(segments):
             if segment.dead > segment.n * _DEAD_SHARE:
                 segments[i] = _Segment.build(self.bits, *segment.live_rows(), indexed=True)
@@ -516,13 +542,21 @@ class HammingIndex:
         problem = HashFormatError(
             f"Every hash in a {self.bits}-bit index is {width} hexadecimal characters."
         )
-        if any(not isinstance(h, str) or len(h) != width for h in hex_hashes):
-            raise problem
         try:
-            raw = bytes.fromhex("".join(hex_hashes))
-        except ValueError:
+            lengths = set(map(len, hex_hashes))
+        except TypeError:
             raise problem from None
-        if len(raw) * 2 != width * len(hex_hashes):  # fromhex skips whitespace
+        if lengths - {width}:
             raise problem
-        # Big-endian words keep the hex string's bit order (chunk bit 0 is the first hex bit).
-        return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, self.words)
+        parsed = np.empty((len(hex_hashes), self.words), dtype=np.uint64)
+        for at in range(0, len(hex_hashes), _BATCH_PARSE):  # bounds the joined text
+            part = hex_hashes[at : at + _BATCH_PARSE]
+            try:
+                raw = bytes.fromhex("".join(part))
+            except (TypeError, ValueError):  # not strings, or not hexadecimal
+                raise problem from None
+            if len(raw) * 2 != width * len(part):  # fromhex skips whitespace
+                raise problem
+            # Big-endian words keep the hex string's bit order (bit 0 is the first hex bit).
+            parsed[at : at + len(part)] = np.frombuffer(raw, ">u8").reshape(-1, self.words)
+        return parsed

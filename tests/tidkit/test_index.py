@@ -197,6 +197,27 @@ def test_a_hash_is_found_through_its_only_close_chunk(bits):
             assert (row, radius) in index.query(query, radius), (only, level)
 
 
+SMALL_BATCHES = [
+    {"_BATCH_PROBES": 64, "_BATCH_CANDIDATES": 50, "_BATCH_QUERIES": 3, "_BRUTE_CELLS": 1000},
+    {"_BATCH_CANDIDATES": 1500, "_BATCH_PARSE": 7},
+]
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+@pytest.mark.parametrize("sizes", SMALL_BATCHES)
+def test_work_split_into_small_batches_gives_the_same_answers(bits, sizes, monkeypatch):
+    """The batch sizes bound memory only: tiny ones change no answer."""
+    rng = np.random.default_rng(11)
+    data = hash_set(rng, bits, 30000, "hot chunks")
+    model = dict(enumerate(hexes(data)))
+    queries = queries_near(rng, data, bits, 16)
+    for name, size in sizes.items():
+        monkeypatch.setattr(f"tidkit.index.{name}", size)
+    index = HammingIndex(bits=bits)
+    index.add(list(model), list(model.values()))
+    assert_matches_brute_force(index, model, queries, [0, MAX_RADIUS[bits], 3 * MAX_RADIUS[bits]])
+
+
 def test_radii_beyond_the_match_distance_are_exact_too():
     rng = np.random.default_rng(7)
     data = hash_set(rng, 256, 20000, "families")
