@@ -137,21 +137,32 @@ def _choose_widths(bits: int, rows: int) -> tuple[int, ...]:
     return best[1]
 
 
-def _chunk_keys(hashes: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """(rows, chunks) values of the chunks at bit ``starts`` of ``widths`` bits (bit 0 is the
-    hex string's first bit). The one function for tables and queries, so they always agree."""
-    word, offset = np.divmod(starts, 64)
-    end = offset + widths
-    keys = np.empty((len(hashes), len(starts)), dtype=np.uint64)
-    inside = end <= 64
-    if inside.any():
-        keys[:, inside] = hashes[:, word[inside]] >> (64 - end[inside]).astype(np.uint64)
-    if not inside.all():  # chunks that straddle two words
-        word, end = word[~inside], end[~inside]
-        keys[:, ~inside] = (hashes[:, word] << (end - 64).astype(np.uint64)) | (
-            hashes[:, word + 1] >> (128 - end).astype(np.uint64)
-        )
-    return keys & ((np.uint64(1) << widths.astype(np.uint64)) - np.uint64(1))
+class _KeyLayout:
+    """Where each chunk's bits sit in the rows of 64-bit words (bit 0 is the hex string's first
+    bit). One object computes the keys of tables and of queries, so they always agree."""
+
+    def __init__(self, starts: Sequence[int], widths: Sequence[int]) -> None:
+        widths_ = np.array(widths, dtype=np.int64)
+        word, offset = np.divmod(np.array(starts, dtype=np.int64), 64)
+        end = offset + widths_
+        self.inside = np.flatnonzero(end <= 64)
+        self.straddle = np.flatnonzero(end > 64)  # chunks across two words
+        self.inside_words = word[self.inside]
+        self.inside_shift = (64 - end[self.inside]).astype(np.uint64)
+        self.straddle_words = word[self.straddle]
+        self.left = (end[self.straddle] - 64).astype(np.uint64)
+        self.right = (128 - end[self.straddle]).astype(np.uint64)
+        self.mask = (np.uint64(1) << widths_.astype(np.uint64)) - np.uint64(1)
+
+    def keys(self, hashes: np.ndarray) -> np.ndarray:
+        """(rows, chunks) chunk values."""
+        keys = np.empty((len(hashes), len(self.mask)), dtype=np.uint64)
+        keys[:, self.inside] = hashes[:, self.inside_words] >> self.inside_shift
+        if len(self.straddle):
+            high = hashes[:, self.straddle_words] << self.left
+            keys[:, self.straddle] = high | (hashes[:, self.straddle_words + 1] >> self.right)
+        keys &= self.mask
+        return keys
 
 
 def _distances(hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -200,8 +211,8 @@ class _Segment:
         self.slots, self.postings = slots, postings  # slots: CSR offsets of every table, flat
         self.n = len(ids)
         self.dead = self.n - int(np.count_nonzero(alive))
-        self.chunk_widths = np.array(self.widths, dtype=np.int64)
-        self.chunk_starts = np.cumsum((0, *self.widths), dtype=np.int64)[:-1]
+        self.starts = np.cumsum((0, *self.widths), dtype=np.int64)[:-1]
+        self.layout = _KeyLayout(self.starts, self.widths)
         self.slot_starts = np.cumsum([0] + [(1 << w) + 1 for w in self.widths[:-1]], dtype=np.int64)
         self._plans: dict[int, _Plan | None] = {}
 
@@ -213,10 +224,9 @@ class _Segment:
         widths = _choose_widths(bits, n) if indexed else ()
         slots = np.zeros(sum((1 << w) + 1 for w in widths), dtype=np.int32)
         postings = np.empty((len(widths), n), dtype=np.int32)
-        starts = np.cumsum((0, *widths), dtype=np.int64)
-        slot = 0
+        starts, slot = np.cumsum((0, *widths))[:-1], 0
         for chunk, width in enumerate(widths):
-            keys = _chunk_keys(hashes, starts[chunk : chunk + 1], np.array([width]))[:, 0]
+            keys = _KeyLayout(starts[chunk : chunk + 1], [width]).keys(hashes)[:, 0]
             # Sorting (key, row) packed in one word is several times faster than an argsort
             # (NumPy sorts 64-bit integers with SIMD), and keeps each slot's rows ascending.
             packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
@@ -267,12 +277,14 @@ class _Segment:
         if plan is None:
             found.append(self._scan(queries, np.arange(len(queries)), radius))
         else:
-            keys = _chunk_keys(queries, self.chunk_starts, self.chunk_widths).view(np.int64)
+            keys = self.layout.keys(queries).view(np.int64)
             group = max(1, _BATCH_PROBES // len(plan.chunks))
             for first in range(0, len(queries), group):
                 last = min(first + group, len(queries))
                 found += self._probe(queries, keys, first, last, radius, plan)
         numbers, rows, distances = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        if not len(rows):
+            return numbers, rows, distances
         keep = self.alive[rows]
         # Sort by (query, distance, row) packed in one word (rows are in id order), and keep one
         # of each hash found through several chunks.
