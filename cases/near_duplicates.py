@@ -3,7 +3,7 @@
 Each process keeps in-memory tidkit.index.HammingIndex copies of the PDQ and pHash columns of
 MediaItem and HashEntry (and of every video frame), refreshed before each search by reading only
 rows above a high-water mark: these rows are append-only and their hashes never change, so the
-indexes stay exact without ever being rebuilt. A million PDQ hashes take 32 MB.
+indexes stay exact without ever being rebuilt. A million PDQ hashes take about 110 MB.
 """
 
 import threading
