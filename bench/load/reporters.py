@@ -1,0 +1,67 @@
+"""Reporter submissions under load: 50 simulated reporters at once, for 60 seconds.
+
+How to run it (from the project root; PostgreSQL and Redis on their local default addresses):
+
+    .venv/bin/python bench/load/reporters.py [--users 50] [--seconds 60] [--think 1.0]
+
+It makes its own PostgreSQL database, `tidportal_bench_load` (dropped at the end unless
+--keep), seeded with `seed_demo --cases 1000 --entries 20000`, and uses Redis database 9. It
+starts the production stack on a free loopback port (bench/load/stack.py: gunicorn with 2
+workers x 4 threads and tidportal.settings.production, a Celery worker and beat; logs in
+/tmp/tidportal-bench-load/). The anonymous throttles (TID_THROTTLE_PUBLIC_REPORT, 20/hour per
+client by default, and TID_THROTTLE_PUBLIC_CASE) are raised for the server, since every
+simulated reporter comes from 127.0.0.1; the output says so.
+
+Each simulated reporter does what the browser does, one reporter after another: GET /report/
+(the CSRF cookie), POST /api/public/reports with the token (1-5 images' hashes from seed_demo's
+generator, new on every request, one report in ten with a short video), then POST
+/api/public/cases/status with the receipt's case number and PIN. Between steps it pauses --think
+seconds on average (exponential; 0 for no pause). Printed: requests, errors (goal: 0), p50, p95
+and p99 latency per request type (goal: p99 under 250 ms) and throughput. The load driver runs
+on the same 2 cores as the server.
+"""
+
+import argparse
+import time
+
+import stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--think", type=float, default=1.0, help="mean pause between steps, s")
+    parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    args = parser.parse_args()
+    stack.database_fresh(cases=1000, entries=20_000)
+    stack.settings_banner()
+    try:
+        with stack.Stack() as running:
+            # One reporter first: each worker's first requests pay for imports and templates.
+            warm = stack.Recorder()
+            stack.reporter_run(running.base, warm, time.perf_counter() + 3, seed=0, think=0)
+            recorder = stack.Recorder()
+            stop_at = time.perf_counter() + args.seconds
+            base, think = running.base, args.think
+            stack.run_threads(
+                [
+                    lambda n=n: stack.reporter_run(base, recorder, stop_at, n + 1, think)
+                    for n in range(args.users)
+                ]
+            )
+            recorder.finish()
+        print(
+            f"\n{args.users} reporters for {args.seconds:.0f} s, mean think time {args.think} s "
+            "between steps  [goal: 0 errors, p99 under 250 ms]"
+        )
+        recorder.print_table()
+        flows = len(recorder.latencies["POST cases/status"])
+        print(f"  reports submitted and looked up: {flows:,} ({flows / recorder.elapsed:.1f}/s)")
+    finally:
+        if not args.keep:
+            stack.database_drop()
+
+
+if __name__ == "__main__":
+    main()
