@@ -110,9 +110,14 @@ def stopncii_hash_records_page(
         cursor = {list_id: after for list_id, (after, _first) in positions.items()}
         # From the start: every list's first change is in a later second than the start, so a
         # client that got anything from us before holds a later checkpoint.
-        from_start = all(
-            first is None or first >= since + timedelta(seconds=1)
-            for _after, first in positions.values()
+        # (The last second a datetime holds has no next second: nothing is from the start.)
+        next_second = (
+            since + timedelta(seconds=1)
+            if since < datetime.max.replace(tzinfo=UTC) - timedelta(seconds=1)
+            else None
+        )
+        from_start = next_second is not None and all(
+            first is None or first >= next_second for _after, first in positions.values()
         )
         heads = {list_id: _last_seq(list_id=list_id) for list_id in granted} if from_start else None
 

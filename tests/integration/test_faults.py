@@ -216,6 +216,17 @@ def seed_entries(hash_list: HashList, count: int) -> None:
     )
 
 
+def streaming_snapshot() -> bool:
+    """Another session of the test database is reading the snapshot's rows through a cursor."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query ILIKE %s",
+            ["%_django_curs_%"],
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_a_worker_killed_while_building_a_snapshot_leaves_nothing_half_recorded(
     stack, default_list
 ):
@@ -226,7 +237,8 @@ def test_a_worker_killed_while_building_a_snapshot_leaves_nothing_half_recorded(
         "from hashlists import tasks; "
         f"tasks.hash_list_snapshot_build.delay(hash_list_id={default_list.pk})"
     )
-    time.sleep(2.5)  # it is streaming entries into the file now
+    # Kill it while it streams entries into the file: once its server-side cursor is open.
+    wait_for(streaming_snapshot, timeout=60, interval=0.01)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert not Snapshot.objects.exists()  # nothing recorded from the killed build

@@ -418,6 +418,13 @@ def test_page_tokens_cannot_be_altered_or_used_by_another_partner(
         assert list(raised.value.response.json()["fields"]) == ["nextPageToken"]
 
 
+def test_a_start_in_the_last_second_time_can_hold_is_an_empty_page(api, default_list, staff_user):
+    """Found by schemathesis: the next second after 9999-12-31T23:59:59 does not exist."""
+    accepted(staff_user, image())
+    page = api.fetch_hashes(start_timestamp=253_402_300_799)
+    assert page.count == 0 and page.hashRecords == [] and not page.hasMoreRecords
+
+
 @pytest.mark.parametrize("size", [0, 10_001])
 def test_page_sizes_out_of_bounds_are_a_400_naming_the_field(api, default_list, size):
     with pytest.raises(requests.HTTPError) as raised:

@@ -149,8 +149,18 @@ def test_a_killed_sync_resumes_from_its_checkpoint_and_applies_each_change_once(
     kills, seen_midway = 0, set()
     delays = random.Random(3)
     while len(seen_midway) < 3 and kills < 40:
+        before = read_checkpoint(tmp_path)
+        start = before.seq if before else 0
         process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-        time.sleep(delays.uniform(0.8, 2.0))
+        # Kill once this run has committed a few pages, at a random moment within the next page
+        # or two: progress decides, not the machine's speed.
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            now = read_checkpoint(tmp_path)
+            if now and now.seq >= start + 5:
+                break
+            time.sleep(0.005)
+        time.sleep(delays.uniform(0, 0.03))
         if process.poll() is not None:
             break  # finished before the kill: the runs so far must have made it midway
         process.send_signal(signal.SIGKILL)
