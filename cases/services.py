@@ -1,5 +1,6 @@
 """Writes on cases. Each public function is one transaction: validate everything, then write."""
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
@@ -16,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cases.models import Case, CaseNote, MediaItem, NearDuplicatePair
+from cases.models import CASE_NUMBER_PATTERN, Case, CaseNote, MediaItem, NearDuplicatePair
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
 from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
@@ -88,7 +89,9 @@ def case_number_normalise(raw: object) -> str:
     text = "".join(ch for ch in raw.upper() if ch.isalnum())
     text = text.removeprefix("TID")
     text = text.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
-    return f"TID-{text[:4]}-{text[4:]}" if len(text) == 8 else ""
+    number = f"TID-{text[:4]}-{text[4:]}"
+    # isalnum() and upper() let through letters and digits of other scripts ("¹", "ß" -> "SS").
+    return number if len(text) == 8 and re.fullmatch(CASE_NUMBER_PATTERN, number) else ""
 
 
 # ------------------------------------------------------------------------------------------------

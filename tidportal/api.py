@@ -14,7 +14,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views.defaults import page_not_found
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
@@ -156,6 +156,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
         {"status_code": status_code, "detail": detail, "unavailable": unavailable},
     )
     return HttpResponse(page, status=status_code, headers=headers)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser (the only one the API takes), except that a body nested deeper than
+    Python's recursion limit (say 10,000 levels of ``[[[``) is a 400 like any other malformed
+    JSON, instead of a RecursionError and a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(_("JSON parse error: nested too deeply.")) from None
 
 
 def body_limit_enforce(request: Request, max_bytes: int) -> None:

@@ -3,6 +3,9 @@ python-threatexchange's StopNCII client, and Hasher-Matcher-Actioner through it,
 and send feedback when pointed at ``https://<host>/api/compat/stopncii/v1`` (no trailing slash:
 the client appends ``/FetchHashes``)."""
 
+from typing import Any
+
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -12,6 +15,7 @@ from rest_framework.views import APIView
 from partners.api.authentication import HasScope, PartnerKeyThrottle
 from partners.compat import selectors, serializers, services
 from partners.compat.authentication import StopNCIIKeyAuthentication
+from tidportal.api import body_limit_enforce
 from tidportal.api_schema import PARTNER_ERRORS, error_responses
 
 _PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
@@ -111,6 +115,13 @@ class StopNCIIHashesFetchApi(StopNCIIApi):
 
 class StopNCIIFeedbackSubmitApi(StopNCIIApi):
     required_scope = "matches:write"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Authenticate, check the scope and throttle first; then refuse, in the API's error
+        shape, a body larger than Django would read (DATA_UPLOAD_MAX_MEMORY_SIZE), which Django
+        would otherwise answer with an HTML 400."""
+        super().initial(request, *args, **kwargs)
+        body_limit_enforce(request, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
     @extend_schema(
         operation_id="stopncii_submit_feedback",
