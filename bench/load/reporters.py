@@ -16,7 +16,10 @@ Each simulated reporter does what the browser does, one reporter after another: 
 (the CSRF cookie), POST /api/public/reports with the token (1-5 images' hashes from seed_demo's
 generator, new on every request, one report in ten with a short video), then POST
 /api/public/cases/status with the receipt's case number and PIN. Between steps it pauses --think
-seconds on average (exponential; 0 for no pause). Printed: requests, errors (goal: 0), p50, p95
+seconds on average (exponential; 0 for no pause). With --pin-iterations N the server hashes
+PINs with PBKDF2 at N iterations (bench/load/load_settings.py) instead of Django's default
+1,000,000, which alone costs about 200 ms of a core per report and per status check here.
+Printed: requests, errors (goal: 0), p50, p95
 and p99 latency per request type (goal: p99 under 250 ms) and throughput. The load driver runs
 on the same 2 cores as the server.
 """
@@ -32,8 +35,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between steps, s")
+    parser.add_argument(
+        "--pin-iterations",
+        type=int,
+        help="PBKDF2 iterations for PINs (bench/load/load_settings.py); default Django's",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
     args = parser.parse_args()
+    stack.pin_iterations_use(args.pin_iterations)
     stack.database_fresh(cases=1000, entries=20_000)
     stack.settings_banner()
     try:

@@ -112,10 +112,25 @@ def database_drop() -> None:
     )
 
 
+def pin_iterations_use(iterations: int | None) -> None:
+    """Hash PINs with PBKDF2 at ``iterations`` (bench/load/load_settings.py) instead of
+    Django's default; None keeps tidportal.settings.production as it is."""
+    if iterations:
+        ENV["DJANGO_SETTINGS_MODULE"] = "load_settings"
+        ENV["BENCH_PIN_ITERATIONS"] = str(iterations)
+        ENV["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+
+
 def settings_banner() -> None:
+    from django.contrib.auth.hashers import get_hasher
+
+    settings = ENV["DJANGO_SETTINGS_MODULE"]
+    if settings == "load_settings":
+        settings = "load_settings (tidportal.settings.production with fewer PBKDF2 iterations)"
     print(
-        "server: gunicorn 2 workers x 4 threads, tidportal.settings.production (CONN_MAX_AGE 60, "
-        "PBKDF2 PIN hashing), Celery worker -c 2 and beat, PostgreSQL and Redis on loopback"
+        f"server: gunicorn 2 workers x 4 threads, {settings}, CONN_MAX_AGE 60, PINs hashed "
+        f"with PBKDF2 at {get_hasher().iterations:,} iterations; Celery worker -c 2 and beat; "
+        "PostgreSQL and Redis on loopback"
     )
     print("throttles raised for the bench: " + ", ".join(f"{k}={v}" for k, v in THROTTLES.items()))
 
@@ -375,7 +390,8 @@ def reporter_run(base: str, recorder: Recorder, stop_at: float, seed: int, think
 
     def pause() -> None:
         if think:
-            time.sleep(min(rng.expovariate(1 / think), 5 * think))
+            pause = min(rng.expovariate(1 / think), 5 * think)
+            time.sleep(max(0.0, min(pause, stop_at - time.perf_counter())))
 
     while time.perf_counter() < stop_at:
         status, headers, _body, elapsed, failure = timed((200,), "GET", f"{base}/report/")
@@ -474,61 +490,60 @@ def feed_reader(
             time.sleep(poll)
 
 
-def match_bodies(run: str, batches: int, rng: random.Random) -> list[bytes]:
-    """Batches of 1,000 new match reports on random active entries, as partner_api.py makes."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from hashlists.models import HashEntry
-
-    entries = list(
-        HashEntry.objects.filter(status="active", hash_type__in=["md5", "pdq", "phash"])
-        .order_by("?")
-        .values_list("public_id", "hash_type")[:20_000]
-    )
-    limits = {"md5": 0, "pdq": 31, "phash": 8}
-    actions = ["removed", "pending_review", "restricted", "no_action", "not_relevant"]
-    matched_at = (timezone.now() - timedelta(minutes=1)).isoformat()
-    bodies = []
-    for batch in range(batches):
-        items = []
-        for n in range(1000):
-            public_id, hash_type = rng.choice(entries)
-            items.append(
-                {
-                    "client_ref": f"{run}-{batch}-{n}",
-                    "entry_id": str(public_id),
-                    "distance": rng.randint(0, limits[hash_type]),
-                    "content_ref": f"content/{batch}/{n}",
-                    "matched_at": matched_at,
-                    "action": rng.choices(actions, [55, 12, 13, 12, 8])[0],
-                }
-            )
-        bodies.append(json.dumps({"matches": items}).encode())
-    return bodies
-
-
 class PartnerLoad:
-    """Keys, match batches and lookup batches made before the clock starts."""
+    """Keys, lookup batches and the entries that match reports point at, made before the clock
+    starts. Match batches are made as they are posted: each of 1,000 new reports on random
+    active entries, as partner_api.py makes them."""
 
-    def __init__(self, base: str, *, match_batches: int) -> None:
+    def __init__(self, base: str) -> None:
+        from datetime import timedelta
+
+        from django.utils import timezone
+
         from hashlists.models import HashEntry
 
         self.base = base
         self.read_key = bench_key(["lists:read"])
         self.match_key = bench_key(["matches:write"])
-        rng = random.Random(11)
+        self.rng = random.Random(11)
         self.run = f"load-{time.time_ns():x}"
-        self.matches = match_bodies(self.run, match_batches, rng)
-        sample = list(
-            HashEntry.objects.filter(hash_type="pdq", status="active")
+        self.entries = list(
+            HashEntry.objects.filter(status="active", hash_type__in=["md5", "pdq", "phash"])
             .order_by("?")
-            .values_list("value", flat=True)[:20_000]
+            .values_list("public_id", "hash_type")[:20_000]
         )
-        self.lookups = lookup_bodies(sample, 100, 50, rng)
-        self.next_match = 0
+        self.matched_at = (timezone.now() - timedelta(minutes=1)).isoformat()
+        sample = [value for value, hash_type in self.entries if hash_type == "pdq"]
+        sample = sample or list(
+            HashEntry.objects.filter(hash_type="pdq").values_list("value", flat=True)[:20_000]
+        )
+        self.lookups = lookup_bodies(sample, 100, 50, self.rng)
+        self.batches = 0
         self.lock = threading.Lock()
+
+    def match_body(self) -> bytes:
+        limits = {"md5": 0, "pdq": 31, "phash": 8}
+        actions = ["removed", "pending_review", "restricted", "no_action", "not_relevant"]
+        with self.lock:
+            batch = self.batches
+            self.batches += 1
+            picks = [self.rng.choice(self.entries) for _ in range(1000)]
+            chosen = self.rng.choices(actions, [55, 12, 13, 12, 8], k=1000)
+            distances = [self.rng.randint(0, limits[hash_type]) for _id, hash_type in picks]
+        items = [
+            {
+                "client_ref": f"{self.run}-{batch}-{n}",
+                "entry_id": str(public_id),
+                "distance": distance,
+                "content_ref": f"content/{batch}/{n}",
+                "matched_at": self.matched_at,
+                "action": action,
+            }
+            for n, ((public_id, _type), distance, action) in enumerate(
+                zip(picks, distances, chosen, strict=True)
+            )
+        ]
+        return json.dumps({"matches": items}).encode()
 
     def warm(self) -> None:
         """Each gunicorn worker loads the list for lookup on its first one: not measured."""
@@ -539,11 +554,7 @@ class PartnerLoad:
     def matcher(self, recorder: Recorder, stop_at: float) -> None:
         headers = {"Authorization": f"Bearer {self.match_key}", "Content-Type": "application/json"}
         while time.perf_counter() < stop_at:
-            with self.lock:
-                if self.next_match >= len(self.matches):
-                    return
-                body = self.matches[self.next_match]
-                self.next_match += 1
+            body = self.match_body()
             _s, _h, _b, elapsed, failure = timed(
                 (200, 201),
                 "POST",

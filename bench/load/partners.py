@@ -1,0 +1,108 @@
+"""Partners under load: 20 feed readers, bulk match posts and lookups at once, on a moving list.
+
+How to run it (from the project root; PostgreSQL and Redis on their local default addresses):
+
+    .venv/bin/python bench/load/partners.py [--entries 200000] [--seconds 60] [--readers 20]
+
+It makes its own PostgreSQL database, `tidportal_bench_load` (dropped at the end unless
+--keep), seeded with `seed_demo --cases 2000 --entries N`, and uses Redis database 9. It starts
+the production stack on a free loopback port (bench/load/stack.py: gunicorn with 2 workers x 4
+threads and tidportal.settings.production, a Celery worker and beat; logs in
+/tmp/tidportal-bench-load/), with the partner throttle (TID_THROTTLE_PARTNER) raised: the output
+says so. Then, all at the same time for --seconds:
+
+- --readers feed readers, each following GET /api/v1/lists/take-it-down/changes from 0 to the
+  head in pages of 10,000 (gzip), then polling every --poll seconds; every page is checked for
+  gaps (its change count is next - after);
+- --matchers clients posting batches of 1,000 new match reports to POST /api/v1/matches;
+- --lookers clients posting batches of 100 PDQ hashes (half near-copies of listed ones) to
+  POST /api/v1/lookup (each gunicorn worker loads the list on its first lookup: done before);
+- a case reported and accepted every --add-interval seconds in this process, so the feed moves
+  (the Celery worker sequences the changes).
+
+Printed: requests, errors (goal: 0) and latency per kind, the rates (feed changes read, matches
+and hashes looked up per second), the feed's head before and after, and how far the readers got.
+The load driver runs on the same 2 cores as the server.
+"""
+
+import argparse
+import time
+
+import stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=200_000, help="seed_demo --entries")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--readers", type=int, default=20)
+    parser.add_argument("--matchers", type=int, default=2)
+    parser.add_argument("--lookers", type=int, default=2)
+    parser.add_argument("--poll", type=float, default=1.0, help="feed poll interval, s")
+    parser.add_argument("--add-interval", type=float, default=1.0, help="s between cases")
+    parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    args = parser.parse_args()
+    stack.database_fresh(cases=2000, entries=args.entries)
+    stack.settings_banner()
+    try:
+        with stack.Stack() as running:
+            run(running, args)
+    finally:
+        if not args.keep:
+            stack.database_drop()
+
+
+def run(running: stack.Stack, args: argparse.Namespace) -> None:
+    from partners.models import MatchReport
+
+    load = stack.PartnerLoad(running.base)
+    load.warm()
+    head_before = stack.feed_head()
+    recorder = stack.Recorder()
+    stop_at = time.perf_counter() + args.seconds
+    heads: list[int] = []
+    base, key = running.base, load.read_key
+    stack.run_threads(
+        [
+            *[
+                lambda: stack.feed_reader(base, key, recorder, stop_at, args.poll, heads)
+                for _ in range(args.readers)
+            ],
+            *[lambda: load.matcher(recorder, stop_at) for _ in range(args.matchers)],
+            *[lambda n=n: load.looker(recorder, stop_at, n) for n in range(args.lookers)],
+            lambda: stack.case_adder(recorder, stop_at, args.add_interval),
+        ]
+    )
+    recorder.finish()
+    head_after = stack.feed_head()
+    print(
+        f"\n{args.readers} feed readers (pages of 10,000, then polling every {args.poll} s), "
+        f"{args.matchers} match posters, {args.lookers} lookup clients, a case accepted every "
+        f"{args.add_interval} s; {args.seconds:.0f} s  [goal: 0 errors]"
+    )
+    recorder.print_table(
+        {
+            "feed page": "changes",
+            "feed poll": "changes",
+            "POST matches (1,000)": "matches",
+            "POST lookup (100 PDQ)": "hashes",
+        }
+    )
+    stored = MatchReport.objects.filter(client_ref__startswith=load.run).count()
+    posted = (
+        len(recorder.latencies["POST matches (1,000)"])
+        - len(recorder.failures["POST matches (1,000)"])
+    ) * 1000
+    print(f"  match reports stored: {stored:,} of {posted:,} accepted by the API")
+    caught_up = sum(1 for head in heads if head >= head_before)
+    print(
+        f"  feed head {head_before:,} -> {head_after:,} during the run; readers reached the head "
+        f"{len(heads):,} times ({caught_up:,} at or past the starting head), newest head seen "
+        f"{max(heads, default=0):,}"
+    )
+    if stored != posted:
+        raise SystemExit("match reports accepted but not stored")
+
+
+if __name__ == "__main__":
+    main()
