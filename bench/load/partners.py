@@ -82,7 +82,7 @@ def run(running: stack.Stack, args: argparse.Namespace) -> None:
     )
     recorder.print_table(
         {
-            "feed page": "changes",
+            "feed catch-up page": "changes",
             "feed poll": "changes",
             "POST matches (1,000)": "matches",
             "POST lookup (100 PDQ)": "hashes",

@@ -131,7 +131,7 @@ def soak(running: stack.Stack, args: argparse.Namespace) -> None:
     print("\nrequests during the soak  [goal: 0 errors]:")
     recorder.print_table(
         {
-            "feed page": "changes",
+            "feed catch-up page": "changes",
             "feed poll": "changes",
             "POST matches (1,000)": "matches",
             "POST lookup (100 PDQ)": "hashes",

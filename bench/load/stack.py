@@ -460,10 +460,11 @@ FEED_TAIL = re.compile(rb'"next":\s*(\d+),\s*"has_more":\s*(true|false)')
 def feed_reader(
     base: str, key: str, recorder: Recorder, stop_at: float, poll: float, heads: list[int]
 ) -> None:
-    """Follow the feed from 0 to the head in pages of 10,000, then poll every ``poll`` seconds.
+    """Follow the feed from 0 to the head in pages of 10,000 ("catch-up" pages), then poll
+    every ``poll`` seconds.
     A page is checked without parsing it all (this client shares the server's 2 cores): its
     change count must equal next - after, as the feed's seq has no gaps."""
-    after = 0
+    after, caught_up = 0, False
     headers = {"Authorization": f"Bearer {key}", "Accept-Encoding": "gzip"}
     while time.perf_counter() < stop_at:
         url = f"{base}/api/v1/lists/take-it-down/changes?after={after}&limit=10000"
@@ -483,10 +484,11 @@ def feed_reader(
                 if following - after != changes:
                     failure = f"after={after}: {changes} changes but next={following}"
                 after = following
-        kind = "feed page" if has_more or changes >= 10_000 else "feed poll"
+        kind = "feed poll" if caught_up else "feed catch-up page"
         recorder.record(kind, elapsed, failure, items=changes)
         if failure is None and not has_more:
             heads.append(after)
+            caught_up = True
             time.sleep(poll)
 
 
@@ -513,9 +515,10 @@ class PartnerLoad:
             .values_list("public_id", "hash_type")[:20_000]
         )
         self.matched_at = (timezone.now() - timedelta(minutes=1)).isoformat()
-        sample = [value for value, hash_type in self.entries if hash_type == "pdq"]
-        sample = sample or list(
-            HashEntry.objects.filter(hash_type="pdq").values_list("value", flat=True)[:20_000]
+        sample = list(
+            HashEntry.objects.filter(hash_type="pdq", status="active")
+            .order_by("?")
+            .values_list("value", flat=True)[:20_000]
         )
         self.lookups = lookup_bodies(sample, 100, 50, self.rng)
         self.batches = 0
