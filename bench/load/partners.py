@@ -61,15 +61,16 @@ def run(running: stack.Stack, args: argparse.Namespace) -> None:
     recorder = stack.Recorder()
     stop_at = time.perf_counter() + args.seconds
     heads: list[int] = []
+    catch_up = stack.CatchUp(args.readers)
     base, key = running.base, load.read_key
     stack.run_threads(
         [
             *[
-                lambda: stack.feed_reader(base, key, recorder, stop_at, args.poll, heads)
+                lambda: stack.feed_reader(base, key, recorder, stop_at, args.poll, heads, catch_up)
                 for _ in range(args.readers)
             ],
-            *[lambda: load.matcher(recorder, stop_at) for _ in range(args.matchers)],
-            *[lambda n=n: load.looker(recorder, stop_at, n) for n in range(args.lookers)],
+            *[lambda: load.matcher(recorder, stop_at, catch_up) for _ in range(args.matchers)],
+            *[lambda n=n: load.looker(recorder, stop_at, n, catch_up) for n in range(args.lookers)],
             lambda: stack.case_adder(recorder, stop_at, args.add_interval),
         ]
     )
@@ -89,17 +90,19 @@ def run(running: stack.Stack, args: argparse.Namespace) -> None:
         }
     )
     stored = MatchReport.objects.filter(client_ref__startswith=load.run).count()
-    posted = (
-        len(recorder.latencies["POST matches (1,000)"])
-        - len(recorder.failures["POST matches (1,000)"])
-    ) * 1000
+    posted = 1000 * sum(
+        len(recorder.latencies[kind]) - len(recorder.failures[kind])
+        for kind in list(recorder.latencies)
+        if kind.startswith("POST matches")
+    )
     print(f"  match reports stored: {stored:,} of {posted:,} accepted by the API")
-    caught_up = sum(1 for head in heads if head >= head_before)
     print(
-        f"  feed head {head_before:,} -> {head_after:,} during the run; readers reached the head "
-        f"{len(heads):,} times ({caught_up:,} at or past the starting head), newest head seen "
+        f"  feed head {head_before:,} -> {head_after:,} during the run; "
+        f"{args.readers - catch_up.left} of {args.readers} readers caught up from 0; "
+        "newest head a reader saw "
         f"{max(heads, default=0):,}"
     )
+    running.log_problems()
     if stored != posted:
         raise SystemExit("match reports accepted but not stored")
 

@@ -67,6 +67,7 @@ def main() -> None:
         recorder.print_table()
         flows = len(recorder.latencies["POST cases/status"])
         print(f"  reports submitted and looked up: {flows:,} ({flows / recorder.elapsed:.1f}/s)")
+        running.log_problems()
     finally:
         if not args.keep:
             stack.database_drop()

@@ -86,6 +86,7 @@ def soak(running: stack.Stack, args: argparse.Namespace) -> None:
     sampler.start()
     base, key, think = running.base, load.read_key, args.think
     heads: list[int] = []
+    catch_up = stack.CatchUp(args.readers)
     stack.run_threads(
         [
             *[
@@ -93,11 +94,11 @@ def soak(running: stack.Stack, args: argparse.Namespace) -> None:
                 for n in range(args.users)
             ],
             *[
-                lambda: stack.feed_reader(base, key, recorder, stop_at, 1.0, heads)
+                lambda: stack.feed_reader(base, key, recorder, stop_at, 1.0, heads, catch_up)
                 for _ in range(args.readers)
             ],
-            lambda: load.matcher(recorder, stop_at),
-            lambda: load.looker(recorder, stop_at, 1),
+            lambda: load.matcher(recorder, stop_at, catch_up),
+            lambda: load.looker(recorder, stop_at, 1, catch_up),
             lambda: stack.case_adder(recorder, stop_at, 2.0),
         ]
     )
@@ -137,6 +138,7 @@ def soak(running: stack.Stack, args: argparse.Namespace) -> None:
             "POST lookup (100 PDQ)": "hashes",
         }
     )
+    running.log_problems()
 
 
 def role_order(role: str) -> tuple[int, str]:

@@ -209,6 +209,16 @@ class Stack:
                 process.kill()
                 process.wait()
 
+    def log_problems(self) -> None:
+        """Tracebacks and ERROR lines in the server's, worker's and beat's logs: failures no
+        client sees (a task that raised, a 500's traceback)."""
+        for name in self.processes:
+            text = (SCRATCH / f"{name}.log").read_text(errors="replace")
+            problems = sum(
+                1 for line in text.splitlines() if "Traceback" in line or "ERROR" in line
+            )
+            print(f"  {name} log ({SCRATCH / name}.log): {problems} tracebacks or ERROR lines")
+
     def __enter__(self) -> "Stack":
         return self.start()
 
@@ -269,12 +279,17 @@ class Recorder:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.failures: dict[str, list[str]] = defaultdict(list)
         self.counts: dict[str, int] = defaultdict(int)  # items: changes read, hashes looked up
+        # From the first request's start to the last one's end: rates are over this span, so
+        # that kinds split by phase (readers catching up, then polling) show their own rates.
+        self.spans: dict[str, list[float]] = {}
         self.lock = threading.Lock()
         self.started = time.perf_counter()
         self.elapsed = 0.0
 
     def record(self, kind: str, seconds: float, failure: str | None = None, items: int = 0):
+        now = time.perf_counter()
         with self.lock:
+            self.spans.setdefault(kind, [now - seconds, now])[1] = now
             self.latencies[kind].append(seconds)
             self.counts[kind] += items
             if failure is not None:
@@ -289,20 +304,22 @@ class Recorder:
     def print_table(self, items_label: dict[str, str] | None = None) -> None:
         items_label = items_label or {}
         print(
-            f"  {'request':<26}{'count':>8}{'errors':>8}{'req/s':>8}"
+            f"  {'request':<40}{'count':>7}{'errors':>7}{'req/s':>7}"
             f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}  items/s"
         )
         for kind in sorted(self.latencies):
             values = sorted(self.latencies[kind])
-            label = items_label.get(kind)
-            rate = f"  {self.counts[kind] / self.elapsed:,.0f} {label}" if label else ""
+            span = self.spans[kind][1] - self.spans[kind][0]
+            label = next((text for key, text in items_label.items() if kind.startswith(key)), "")
+            rate = f"  {self.counts[kind] / span:,.0f} {label}" if label else ""
             print(
-                f"  {kind:<26}{len(values):>8,}{len(self.failures[kind]):>8}"
-                f"{len(values) / self.elapsed:>8.1f}"
+                f"  {kind:<40}{len(values):>7,}{len(self.failures[kind]):>7}"
+                f"{len(values) / span:>7.1f}"
                 + "".join(f"{percentile(values, q) * 1000:>8.0f}" for q in (0.5, 0.95, 0.99))
                 + f"{values[-1] * 1000:>8.0f}{rate}"
             )
         total = sum(len(v) for v in self.latencies.values())
+        print("  (req/s and items/s over each kind's own span: first request to last answer)")
         print(
             f"  all: {total:,} requests in {self.elapsed:.0f} s ({total / self.elapsed:.1f}/s), "
             f"{self.errors()} errors"
@@ -454,11 +471,39 @@ def run_threads(targets: list) -> None:
 # Partners: feed readers, bulk match posts, lookups; and accepted cases moving the feed
 # ------------------------------------------------------------------------------------------------
 
+
+class CatchUp:
+    """Whether every feed reader has reached the head once: the other partner clients label
+    their requests with the phase, as the readers' catch-up from 0 takes most of the machine."""
+
+    def __init__(self, readers: int) -> None:
+        self.left = readers
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        if readers == 0:
+            self.done.set()
+
+    def reached(self) -> None:
+        with self.lock:
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
+
+    def label(self, kind: str) -> str:
+        return f"{kind}, readers polling" if self.done.is_set() else f"{kind}, readers catching up"
+
+
 FEED_TAIL = re.compile(rb'"next":\s*(\d+),\s*"has_more":\s*(true|false)')
 
 
 def feed_reader(
-    base: str, key: str, recorder: Recorder, stop_at: float, poll: float, heads: list[int]
+    base: str,
+    key: str,
+    recorder: Recorder,
+    stop_at: float,
+    poll: float,
+    heads: list[int],
+    catch_up: CatchUp,
 ) -> None:
     """Follow the feed from 0 to the head in pages of 10,000 ("catch-up" pages), then poll
     every ``poll`` seconds.
@@ -488,6 +533,8 @@ def feed_reader(
         recorder.record(kind, elapsed, failure, items=changes)
         if failure is None and not has_more:
             heads.append(after)
+            if not caught_up:
+                catch_up.reached()
             caught_up = True
             time.sleep(poll)
 
@@ -554,7 +601,7 @@ class PartnerLoad:
         for _ in range(8):
             request("POST", f"{self.base}/api/v1/lookup", body=self.lookups[0], headers=headers)
 
-    def matcher(self, recorder: Recorder, stop_at: float) -> None:
+    def matcher(self, recorder: Recorder, stop_at: float, catch_up: CatchUp) -> None:
         headers = {"Authorization": f"Bearer {self.match_key}", "Content-Type": "application/json"}
         while time.perf_counter() < stop_at:
             body = self.match_body()
@@ -565,9 +612,9 @@ class PartnerLoad:
                 body=body,
                 headers=headers,
             )
-            recorder.record("POST matches (1,000)", elapsed, failure, items=1000)
+            recorder.record(catch_up.label("POST matches (1,000)"), elapsed, failure, items=1000)
 
-    def looker(self, recorder: Recorder, stop_at: float, seed: int) -> None:
+    def looker(self, recorder: Recorder, stop_at: float, seed: int, catch_up: CatchUp) -> None:
         headers = {"Authorization": f"Bearer {self.read_key}", "Content-Type": "application/json"}
         rng = random.Random(seed)
         while time.perf_counter() < stop_at:
@@ -578,7 +625,7 @@ class PartnerLoad:
                 body=rng.choice(self.lookups),
                 headers=headers,
             )
-            recorder.record("POST lookup (100 PDQ)", elapsed, failure, items=100)
+            recorder.record(catch_up.label("POST lookup (100 PDQ)"), elapsed, failure, items=100)
 
 
 def case_adder(recorder: Recorder, stop_at: float, interval: float) -> None:
