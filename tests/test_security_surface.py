@@ -146,6 +146,11 @@ def test_only_the_keys_and_the_docs_are_open_without_a_partner_key():
             assert endpoint.method == "GET", endpoint
 
 
+@pytest.mark.parametrize("path", sorted(PUBLIC_BY_DESIGN))
+def test_the_open_ones_answer_anyone(db, path):
+    assert Client().get(path).status_code == 200
+
+
 # ------------------------------------------------------------------------------------------------
 # The world the requests run against
 # ------------------------------------------------------------------------------------------------
