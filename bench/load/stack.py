@@ -304,7 +304,7 @@ class Recorder:
     def print_table(self, items_label: dict[str, str] | None = None) -> None:
         items_label = items_label or {}
         print(
-            f"  {'request':<40}{'count':>7}{'errors':>7}{'req/s':>7}"
+            f"  {'request':<44}{'count':>7}{'errors':>7}{'req/s':>7}"
             f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}  items/s"
         )
         for kind in sorted(self.latencies):
@@ -313,7 +313,7 @@ class Recorder:
             label = next((text for key, text in items_label.items() if kind.startswith(key)), "")
             rate = f"  {self.counts[kind] / span:,.0f} {label}" if label else ""
             print(
-                f"  {kind:<40}{len(values):>7,}{len(self.failures[kind]):>7}"
+                f"  {kind:<44}{len(values):>7,}{len(self.failures[kind]):>7}"
                 f"{len(values) / span:>7.1f}"
                 + "".join(f"{percentile(values, q) * 1000:>8.0f}" for q in (0.5, 0.95, 0.99))
                 + f"{values[-1] * 1000:>8.0f}{rate}"
