@@ -23,6 +23,16 @@ says so. Then, all at the same time for --seconds:
 Printed: requests, errors (goal: 0) and latency per kind, the rates (feed changes read, matches
 and hashes looked up per second), the feed's head before and after, and how far the readers got.
 The load driver runs on the same 2 cores as the server.
+
+Measured 2026-11-25 on the 2-core development machine, while other test suites ran on it,
+200,000 entries (207,146 changes), 120 s, 0 errors, all 445,000 match reports stored; the feed
+moved by 708 changes during the run and every reader caught up from 0:
+
+    while the 20 readers catch up from 0:  105,000 changes/s read (420 pages of 10,000,
+                                           p50 1.5 s); matches 1,000/s; lookups 230 hashes/s
+    then, with 20 readers polling each s:  polls p50 43 ms, p99 529 ms; matches 4,980/s
+                                           (p50 359 ms a batch); lookups 3,300 hashes/s
+                                           (p50 50 ms, p99 255 ms a batch of 100)
 """
 
 import argparse
