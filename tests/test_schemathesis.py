@@ -12,6 +12,7 @@ phase reaches the success paths (a feed page with changes, a snapshot and its do
 and matches that find their entry), not only 400s and 404s.
 """
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -158,7 +159,8 @@ pytestmark = pytest.mark.django_db
 
 @schema.parametrize()
 @settings(
-    max_examples=10,
+    # Ten examples an operation in every run; TID_SCHEMATHESIS_EXAMPLES=200 for a deeper pass.
+    max_examples=int(os.environ.get("TID_SCHEMATHESIS_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
