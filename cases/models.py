@@ -107,12 +107,20 @@ class Case(TimeStampedModel):
         editable=False,
         help_text=_("Its hashes match many unrelated cases."),
     )
-    # Wrong-PIN throttling, per case: counts since the last success, and a lock.
+    # Wrong-PIN throttling, per case: wrong PINs within one window (TID_PIN_LOCKOUT_SECONDS from
+    # the first of them), and a lock.
     pin_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    pin_failures_since = models.DateTimeField(null=True, blank=True, editable=False)
     pin_locked_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords(
-        excluded_fields=["pin_hash", "pin_failures", "pin_locked_until", "near_duplicate_cases"]
+        excluded_fields=[
+            "pin_hash",
+            "pin_failures",
+            "pin_failures_since",
+            "pin_locked_until",
+            "near_duplicate_cases",
+        ]
     )
 
     class Meta:

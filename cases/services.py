@@ -368,7 +368,7 @@ def case_access_for_reporter(*, case_number: object, pin: object, client: str) -
         _pin_failure_record(case=case)
         raise CaseAccessDenied
     if case.pin_failures:
-        Case.objects.filter(pk=case.pk).update(pin_failures=0)
+        Case.objects.filter(pk=case.pk).update(pin_failures=0, pin_failures_since=None)
     cache.delete(f"pinfail:{number}:{client}")
     return case
 
@@ -384,14 +384,25 @@ def _pin_failure_count(*, number: str, client: str) -> None:
 
 @transaction.atomic
 def _pin_failure_record(*, case: Case) -> None:
+    """Count a wrong PIN against the case; lock it after TID_PIN_CASE_MAX_FAILURES within one
+    window of TID_PIN_LOCKOUT_SECONDS. The window is what stops one place from locking a case
+    again and again: a single client is locked out after TID_PIN_MAX_FAILURES for as long as the
+    window lasts, so it alone can never fill a window; only guessing spread over many clients
+    (what the case lock is for) can."""
     case = Case.objects.select_for_update().get(pk=case.pk)
+    now = timezone.now()
+    window = timedelta(seconds=settings.TID_PIN_LOCKOUT_SECONDS)
+    if case.pin_failures_since is None or now - case.pin_failures_since >= window:
+        case.pin_failures, case.pin_failures_since = 0, now
     case.pin_failures += 1
     if case.pin_failures >= settings.TID_PIN_CASE_MAX_FAILURES:
-        case.pin_failures = 0
-        case.pin_locked_until = timezone.now() + timedelta(seconds=settings.TID_PIN_LOCKOUT_SECONDS)
+        case.pin_failures, case.pin_failures_since = 0, None
+        case.pin_locked_until = now + window
     # Counters only: not worth a history record (they are excluded from it anyway).
     Case.objects.filter(pk=case.pk).update(
-        pin_failures=case.pin_failures, pin_locked_until=case.pin_locked_until
+        pin_failures=case.pin_failures,
+        pin_failures_since=case.pin_failures_since,
+        pin_locked_until=case.pin_locked_until,
     )
 
 

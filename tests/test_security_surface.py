@@ -370,6 +370,24 @@ def test_a_clients_lock_expires_and_then_the_right_pin_works(submitted, settings
     assert post_json(guesser, STATUS, submitted).status_code == 200
 
 
+def test_one_place_guessing_for_hours_never_locks_the_case(submitted, settings):
+    """The case counts wrong PINs within one lockout window, and one client is locked out for a
+    whole window after TID_PIN_MAX_FAILURES: however long one place goes on (here six windows,
+    three times the case-wide limit in wrong PINs), it never fills a window, so it never locks
+    the case. (Before the window, the counter ran until the next right PIN.)"""
+    settings.TID_PIN_LOCKOUT_SECONDS = 1
+    settings.TID_PIN_MAX_FAILURES = 2
+    settings.TID_PIN_CASE_MAX_FAILURES = 4
+    guesser = Client(REMOTE_ADDR="10.66.4.1")
+    wrong = {**submitted, "pin": "78787878"}
+    for _window in range(6):
+        for _ in range(settings.TID_PIN_MAX_FAILURES):
+            assert post_json(guesser, STATUS, wrong).status_code == 404  # never "locked"
+        time.sleep(1.05)  # the guesser's own lock is over: it goes again
+    assert Case.objects.get(case_number=submitted["case_number"]).pin_locked_until is None
+    assert post_json(Client(REMOTE_ADDR="10.66.4.2"), STATUS, submitted).status_code == 200
+
+
 def test_the_case_wide_lock_expires_on_its_own(submitted, settings):
     """In real time (tests/cases/test_public_api.py moves the clock by a database update)."""
     settings.TID_PIN_LOCKOUT_SECONDS = 1
