@@ -40,6 +40,19 @@ def test_the_schema_is_valid_openapi_3_in_yaml_and_json(schema):
     validate_schema(schema)  # the OpenAPI 3.0 JSON Schema; raises on any violation
 
 
+def test_the_schema_is_cached_per_format_and_language():
+    """Public and unthrottled, so served from the cache; JSON, YAML and each language apart."""
+    client = Client()
+    first = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    yaml_answer = client.get("/api/v1/schema/")
+    again = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    assert "json" in first["Content-Type"]
+    assert yaml_answer["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert not yaml_answer["Content-Type"].endswith("json")
+    assert "max-age=300" in again["Cache-Control"] and again.content == first.content
+    assert "Accept" in again["Vary"] and "Accept-Language" in again["Vary"]
+
+
 def test_the_schema_generates_without_a_warning_or_an_error(tmp_path):
     GENERATOR_STATS.reset()  # count only this generation's warnings
     # Raises SchemaGenerationError on a warning, SchemaValidationError on an invalid document.

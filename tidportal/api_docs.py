@@ -11,6 +11,8 @@ through the DOM, which the policy allows. tests/browser/test_api_docs.py holds i
 """
 
 from django.urls import path
+from django.views.decorators.cache import cache_page
+from django.views.decorators.vary import vary_on_headers
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import partners.api.schema  # noqa: F401 - registers the partner authentication schemes
@@ -18,7 +20,13 @@ import partners.api.schema  # noqa: F401 - registers the partner authentication 
 app_name = "api-docs"
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Public and unthrottled, and some 90 ms to generate: built once per format and language
+    # every five minutes, from the shared cache.
+    path(
+        "schema/",
+        cache_page(300)(vary_on_headers("Accept", "Accept-Language")(SpectacularAPIView.as_view())),
+        name="schema",
+    ),
     path(
         "docs/",
         SpectacularSwaggerSplitView.as_view(
