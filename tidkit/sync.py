@@ -109,6 +109,9 @@ class Checkpoint:
     counts: dict[str, int] = field(default_factory=dict)
     updated_at: str = ""
     format: int = STATE_FORMAT
+    # [seq, op, entry id] of the last feed change applied (None when ``seq`` came from a
+    # snapshot): what tells a feed that was replaced (a server restored from a backup).
+    last_change: list | None = None
 
 
 @dataclass
@@ -168,12 +171,23 @@ def sync(
         seq_before = checkpoint.seq if checkpoint else None
 
         snapshot_seq, unwritten = None, False
+        replaced = (
+            checkpoint is not None
+            and checkpoint.server == client.base_url
+            and not bootstrap
+            and _feed_replaced(client, list_slug, checkpoint)
+        )
+        if replaced:
+            say(
+                f"The server's feed no longer holds change {checkpoint.seq} as this copy applied "
+                "it (was the server restored from a backup?): starting again from its list."
+            )
         meta = _newest_snapshot(client, list_slug)
-        if meta is not None and _should_bootstrap(checkpoint, meta, force=bootstrap):
+        if meta is not None and _should_bootstrap(checkpoint, meta, force=bootstrap or replaced):
             say(f"Loading snapshot {list_slug}@{meta['seq']} ({meta['entry_count']} entries)")
             local, checkpoint = _bootstrap(client, state, list_slug, meta, trusted_keys, checkpoint)
             snapshot_seq = meta["seq"]
-        elif checkpoint is None or checkpoint.server != client.base_url:
+        elif checkpoint is None or checkpoint.server != client.base_url or replaced:
             # No snapshot yet: the feed from its start is the whole list. Nothing is written
             # until the server has answered for the list (it may not exist or not be granted).
             local, checkpoint, unwritten = LocalList(), _empty(list_slug, client, checkpoint), True
@@ -314,6 +328,22 @@ def _newest_snapshot(client: TidClient, list_slug: str) -> dict[str, Any] | None
     except NotFoundError:
         # Either the list has no snapshot yet, or it is not granted: the feed tells which.
         return None
+
+
+def _feed_replaced(client: TidClient, list_slug: str, checkpoint: Checkpoint) -> bool:
+    """Whether the change at the checkpoint's seq is gone from the server's feed, or is another
+    change than the one applied: the server's feed was replaced, and following it from here
+    would mix two lists. One small request."""
+    if checkpoint.seq == 0:
+        return False
+    page = client.changes(list_slug, after=checkpoint.seq - 1, limit=1)
+    changes = page.get("changes") if isinstance(page, dict) else None
+    if not changes or not isinstance(changes[0], dict) or changes[0].get("seq") != checkpoint.seq:
+        return True
+    if checkpoint.last_change is None:
+        return False  # reached from a snapshot: that the seq exists is all there is to check
+    _seq, op, entry_id = checkpoint.last_change
+    return changes[0].get("op") != op or str(changes[0].get("id")) != entry_id
 
 
 def _should_bootstrap(
@@ -491,6 +521,11 @@ def _apply_page(
         **{
             **asdict(checkpoint),
             "seq": changes[-1].seq,
+            "last_change": [
+                changes[-1].seq,
+                "add" if changes[-1].entry is not None else "remove",
+                changes[-1].entry_id,
+            ],
             "journal_bytes": checkpoint.journal_bytes + len(data),
             "journal_changes": checkpoint.journal_changes + len(changes),
             "next_number": local.next_number,

@@ -109,6 +109,54 @@ def test_a_list_without_a_snapshot_is_read_from_the_start_of_the_feed(
     assert read_checkpoint(tmp_path).snapshot_seq is None
 
 
+def restore_an_older_backup(hash_list: HashList) -> None:
+    """What restoring the server from an empty backup does to the list: every entry and change
+    gone, sequence numbers starting again from 1."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE hashlists_snapshot, hashlists_listchange, hashlists_hashentrysource, "
+            "hashlists_hashentry, hashlists_historicalhashentry, partners_matchreport, "
+            "partners_webhookdelivery"
+        )
+
+
+@pytest.mark.parametrize("with_snapshot", [True, False], ids=["snapshot", "feed only"])
+def test_a_feed_replaced_by_a_restore_is_noticed_and_the_list_loaded_again(
+    client, default_list, staff_user, tmp_path, rng, with_snapshot
+):
+    for _ in range(3):
+        accept(staff_user, [random_image(rng)])
+    snapshot(default_list)
+    accept(staff_user, [random_image(rng)])
+    before = sync(client, tmp_path)
+    assert before.seq == 12
+
+    restore_an_older_backup(default_list)
+    for _ in range(5):  # the new feed runs past the old checkpoint, with other changes
+        accept(staff_user, [random_image(rng)])
+    if with_snapshot:
+        snapshot(default_list)
+    messages = []
+    after = sync(client, tmp_path, on_progress=messages.append)
+
+    assert any("no longer holds change 12" in m for m in messages)
+    assert after.seq == 15
+    assert local_entries(tmp_path) == active_entries(default_list)  # nothing of the old list
+
+
+def test_an_unchanged_feed_is_followed_without_reloading(
+    client, default_list, staff_user, tmp_path, rng
+):
+    accept(staff_user, [random_image(rng)])
+    snapshot(default_list)
+    sync(client, tmp_path)
+    accept(staff_user, [random_image(rng)])
+    result = sync(client, tmp_path)
+    assert result.snapshot_seq is None and result.added == 3
+
+
 def test_removals_are_applied_and_no_longer_match(client, default_list, staff_user, tmp_path, rng):
     kept = accept(staff_user, [random_image(rng)])
     withdrawn_item = random_image(rng)
