@@ -20,6 +20,12 @@ master and workers, the Celery worker's parent and pool processes, beat, and wit
 PostgreSQL backends serving the bench database (which grow as they touch shared buffers, so they
 are only shown on request). Printed: the table of samples, the requests and errors of the run,
 and each process's growth from the first minute to the end (goal: flat).
+
+Measured 2026-11-25 on the 2-core development machine, while other test suites ran on it, 10
+minutes, defaults (Django's PBKDF2 for PINs, so the server was saturated throughout: reporter
+requests p50 about 4 s), 9,665 requests, 0 errors, nothing in the logs. RSS, MB, at 1 minute
+and at the end: gunicorn master 26 -> 26, workers 232 -> 235 and 233 -> 235 (both flat from
+100 s on), Celery worker 122 -> 123, its pool 143 -> 145 and 138 -> 139, beat 120 -> 120.
 """
 
 import argparse
