@@ -23,17 +23,23 @@ Printed: requests, errors (goal: 0), p50, p95
 and p99 latency per request type (goal: p99 under 250 ms) and throughput. The load driver runs
 on the same 2 cores as the server.
 
-Measured 2026-11-25 on the 2-core development machine, while other test suites ran on it (load
-average 4 to 9), 50 reporters, 60 s, think 1 s, 0 errors in every run; p50 / p95 / p99 ms:
+Measured 2026-11-25 on the 2-core development machine, 50 reporters, 60 s, think 1 s, 0 errors
+in every run; p50 / p95 / p99 ms. "busy": other test suites ran at the same time (load average
+6 to 9); "quieter": load average 1 to 4.
 
-    PBKDF2 iterations    flows/s  GET /report/      POST reports      POST cases/status
-    1,000,000 (default)      3.1  2304/7750/9336    3491/8819/10076   4289/8746/10045
-    100,000                  8.9   523/1618/1777     955/1977/2141     957/2035/2254
-    10,000                  17.1     4/23/123          14/42/147         13/48/183
+    PBKDF2 iterations      flows/s  GET /report/      POST reports      POST cases/status
+    1,000,000 (default)
+      busy                     3.1  2304/7750/9336    3491/8819/10076   4289/8746/10045
+      quieter                  4.6  2485/3788/4481    3147/4658/5322    3333/5193/5655
+    100,000
+      busy                     8.9   523/1618/1777     955/1977/2141     957/2035/2254
+      quieter                 16.7     5/21/44          45/128/375        45/144/412
+    10,000, busy              17.1     4/23/123          14/42/147         13/48/183
 
-The goal (p99 under 250 ms) is met only with the cheaper PIN hash: Django's default PBKDF2
+The goal (p99 under 250 ms) is met only with the cheapest PIN hash: Django's default PBKDF2
 (about 200 ms of a core per hash here) is paid once per report and once per status check, so
-2 cores serve about 10 of those a second, and 50 reporters queue behind it.
+2 cores serve about 10 of those a second (4.6 flows/s measured), and 50 reporters queue behind
+it. Everything else on the path costs about 5-15 ms a request.
 """
 
 import argparse
