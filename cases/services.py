@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -17,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from cases.hashers import pin_hash, pin_matches
 from cases.models import CASE_NUMBER_PATTERN, Case, CaseNote, MediaItem, NearDuplicatePair
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
@@ -69,7 +69,7 @@ def case_create(
                     reporter=reporter,
                     under_18_when_made=True,
                     hash_list=target,
-                    pin_hash=make_password(pin),
+                    pin_hash=pin_hash(pin),
                 )
                 MediaItem.objects.bulk_create(MediaItem(case=case, **item) for item in cleaned)
                 _queue_near_duplicates(case)
@@ -326,7 +326,7 @@ def _queue_near_duplicates(case: Case) -> None:
 
 # Checked when the case number is unknown, so that an unknown case costs the same time as a
 # wrong PIN and timing does not reveal which case numbers exist.
-_DUMMY_PIN_HASH = make_password("00000000")
+_DUMMY_PIN_HASH = pin_hash("00000000")
 
 
 class CaseAccessDenied(Exception):
@@ -360,10 +360,10 @@ def case_access_for_reporter(*, case_number: object, pin: object, client: str) -
     if case is not None and case.pin_locked_until and case.pin_locked_until > timezone.now():
         raise CaseLocked(int((case.pin_locked_until - timezone.now()).total_seconds()) + 1)
     if case is None:
-        check_password(pin_text, _DUMMY_PIN_HASH)
+        pin_matches(pin_text, _DUMMY_PIN_HASH)
         _pin_failure_count(number=number or "?", client=client)
         raise CaseAccessDenied
-    if not pin_text or not check_password(pin_text, case.pin_hash):
+    if not pin_text or not pin_matches(pin_text, case.pin_hash):
         _pin_failure_count(number=number, client=client)
         _pin_failure_record(case=case)
         raise CaseAccessDenied

@@ -17,8 +17,8 @@ Each simulated reporter does what the browser does, one reporter after another: 
 generator, new on every request, one report in ten with a short video), then POST
 /api/public/cases/status with the receipt's case number and PIN. Between steps it pauses --think
 seconds on average (exponential; 0 for no pause). With --pin-iterations N the server hashes
-PINs with PBKDF2 at N iterations (bench/load/load_settings.py) instead of Django's default
-1,000,000, which alone costs about 200 ms of a core per report and per status check here.
+PINs with PBKDF2 at N iterations instead of the project's 20,000 (cases/hashers.py; Django's
+default 1,000,000 alone costs about 200 ms of a core per report and per status check here).
 Printed: requests, errors (goal: 0), p50, p95
 and p99 latency per request type (goal: p99 under 250 ms) and throughput. The load driver runs
 on the same 2 cores as the server.
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument(
         "--pin-iterations",
         type=int,
-        help="PBKDF2 iterations for PINs (bench/load/load_settings.py); default Django's",
+        help="PBKDF2 iterations for PINs (TID_PIN_HASH_ITERATIONS); default the project's",
     )
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
     args = parser.parse_args()

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument(
         "--pin-iterations",
         type=int,
-        help="PBKDF2 iterations for PINs (bench/load/load_settings.py); default Django's",
+        help="PBKDF2 iterations for PINs (TID_PIN_HASH_ITERATIONS); default the project's",
     )
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
     args = parser.parse_args()

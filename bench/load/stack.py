@@ -113,23 +113,20 @@ def database_drop() -> None:
 
 
 def pin_iterations_use(iterations: int | None) -> None:
-    """Hash PINs with PBKDF2 at ``iterations`` (bench/load/load_settings.py) instead of
-    Django's default; None keeps tidportal.settings.production as it is."""
+    """Hash PINs at ``iterations`` PBKDF2 rounds (TID_PIN_HASH_ITERATIONS) instead of the
+    project's default; None keeps tidportal.settings.production as it is."""
     if iterations:
-        ENV["DJANGO_SETTINGS_MODULE"] = "load_settings"
-        ENV["BENCH_PIN_ITERATIONS"] = str(iterations)
-        ENV["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+        ENV["TID_PIN_HASH_ITERATIONS"] = str(iterations)
 
 
 def settings_banner() -> None:
-    from django.contrib.auth.hashers import get_hasher
+    from tidportal.settings import base
 
     settings = ENV["DJANGO_SETTINGS_MODULE"]
-    if settings == "load_settings":
-        settings = "load_settings (tidportal.settings.production with fewer PBKDF2 iterations)"
+    rounds = int(ENV.get("TID_PIN_HASH_ITERATIONS") or base.TID_PIN_HASH_ITERATIONS)
     print(
         f"server: gunicorn 2 workers x 4 threads, {settings}, CONN_MAX_AGE 60, PINs hashed "
-        f"with PBKDF2 at {get_hasher().iterations:,} iterations; Celery worker -c 2 and beat; "
+        f"with PBKDF2 at {rounds:,} iterations; Celery worker -c 2 and beat; "
         "PostgreSQL and Redis on loopback"
     )
     print("throttles raised for the bench: " + ", ".join(f"{k}={v}" for k, v in THROTTLES.items()))

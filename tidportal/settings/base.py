@@ -178,6 +178,15 @@ CELERY_BEAT_SCHEDULE = {
 # ------------------------------------------------------------------------------------------------
 # Passwords and the PINs of reporters (hashed with the same hashers, checked in constant time)
 # ------------------------------------------------------------------------------------------------
+# Django's own hashers for staff passwords (the first hashes new ones), and the PINs' own.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "cases.hashers.PinHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -329,6 +338,8 @@ TID_DEFAULT_HASH_LIST = "take-it-down"
 TID_PIN_MAX_FAILURES = env.int("TID_PIN_MAX_FAILURES", default=5)
 TID_PIN_CASE_MAX_FAILURES = env.int("TID_PIN_CASE_MAX_FAILURES", default=20)
 TID_PIN_LOCKOUT_SECONDS = env.int("TID_PIN_LOCKOUT_SECONDS", default=900)
+# PBKDF2 rounds for reporters' PINs (cases/hashers.py explains why not Django's million).
+TID_PIN_HASH_ITERATIONS = env.int("TID_PIN_HASH_ITERATIONS", default=20_000)
 # Snapshot signing (hashlists/signing.py): the Ed25519 private key as PEM text, or a PEM file;
 # retired public keys (base64, raw 32 bytes) stay published so older snapshots still verify.
 TID_SIGNING_KEY = env("TID_SIGNING_KEY", default="")

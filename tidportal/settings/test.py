@@ -34,7 +34,9 @@ SECRET_KEY = "test-only-secret-key"  # noqa: S105
 PASSWORD_HASHERS = [
     # Fast hashing keeps the suite quick; production uses Django's default PBKDF2.
     "django.contrib.auth.hashers.MD5PasswordHasher",
+    "cases.hashers.PinHasher",
 ]
+TID_PIN_HASH_ITERATIONS = 100
 
 # Most admin tests log staff in directly; tests/test_staff_otp.py turns the second factor on.
 TID_STAFF_OTP_REQUIRED = False

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 from django.db.models import Count
@@ -52,6 +51,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from cases.hashers import pin_hash
 from cases.models import Case, MediaItem, NearDuplicatePair, new_case_number
 from cases.services import new_pin
 from hashlists.models import (
@@ -376,7 +376,7 @@ class Command(BaseCommand):
     def _cases(self, count: int) -> list[tuple[datetime, int]]:
         """Insert ``count`` cases, oldest first; return (decided_at, pk) of the accepted ones."""
         self.pin = new_pin()
-        self.pin_hash = make_password(self.pin)  # one PIN for all: hashing 100,000 takes hours
+        self.pin_hash = pin_hash(self.pin)  # one PIN for all: hashing 100,000 takes minutes
         window = SEEDED_WINDOW.total_seconds()
         # Sorted creation times (a mild upward trend, like a service becoming known), so that a
         # duplicate always points at an earlier case.
