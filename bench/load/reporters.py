@@ -35,11 +35,13 @@ in every run; p50 / p95 / p99 ms. "busy": other test suites ran at the same time
       busy                     8.9   523/1618/1777     955/1977/2141     957/2035/2254
       quieter                 16.7     5/21/44          45/128/375        45/144/412
     10,000, busy              17.1     4/23/123          14/42/147         13/48/183
+    20,000 (the project's
+      default since), quiet   17.1     4/16/50           15/36/181         16/42/228
 
-The goal (p99 under 250 ms) is met only with the cheapest PIN hash: Django's default PBKDF2
-(about 200 ms of a core per hash here) is paid once per report and once per status check, so
-2 cores serve about 10 of those a second (4.6 flows/s measured), and 50 reporters queue behind
-it. Everything else on the path costs about 5-15 ms a request.
+Django's default PBKDF2 (about 200 ms of a core per hash here) is paid once per report and once
+per status check, so 2 cores serve about 10 of those a second, and 50 reporters queue behind
+it. PINs now have a cost of their own (cases/hashers.py, TID_PIN_HASH_ITERATIONS), and the goal
+(p99 under 250 ms) is met. Everything else on the path costs about 5-15 ms a request.
 """
 
 import argparse
