@@ -48,12 +48,7 @@ MAX_HASHES = 1_000
 MAX_FRAMES = formats.MAX_VPDQ_FRAMES
 # The loosest distance each type matches at (DESIGN.md section 3); a partner may ask for less.
 # For vPDQ it is the distance at which two frames match.
-MATCH_DISTANCES = {
-    HashType.MD5: 0,
-    HashType.PDQ: formats.PDQ_MATCH_DISTANCE,
-    HashType.PHASH: formats.PHASH_MATCH_DISTANCE,
-    HashType.VPDQ: formats.VPDQ_FRAME_DISTANCE,
-}
+MATCH_DISTANCES = formats.MATCH_DISTANCES
 FRAME_ID_FACTOR = 1 << 14  # > MAX_VPDQ_FRAMES: a frame's id is its entry's id * FACTOR + number
 _CATCH_UP_BATCH = 10_000
 _LOAD_BATCH = 50_000

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hashlists.models import HashEntry, HashType
-from partners.models import MATCH_MAX_DISTANCE, MatchReport, Partner
+from partners.models import MatchReport, Partner
 from tidkit import formats
 
 MAX_BATCH = 1_000
@@ -47,7 +47,6 @@ FINAL_ACTIONS = frozenset(
 # As plain sets: TextChoices.values builds a new list on every call, and these are checked per item.
 ACTIONS = frozenset(Action.values)
 HASH_TYPES = frozenset(HashType.values)
-MAX_DISTANCE = {str(hash_type): limit for hash_type, limit in MATCH_MAX_DISTANCE.items()}
 CLIENT_REF_MAX = MatchReport._meta.get_field("client_ref").max_length
 CONTENT_REF_MAX = MatchReport._meta.get_field("content_ref").max_length
 
@@ -505,7 +504,7 @@ def _entries_resolve(
 
 def _match_check(item: Mapping[str, Any], hash_type: str, index: int, fail: Any) -> None:
     """The distance within the type's threshold, and the vPDQ frame percentages."""
-    limit = MAX_DISTANCE[hash_type]
+    limit = formats.MATCH_DISTANCES[hash_type]
     distance = item["distance"]
     if distance is not None and distance > limit:
         if limit == 0:

@@ -126,19 +126,10 @@ class MatchReportAction(models.TextChoices):
     NOT_RELEVANT = "not_relevant", _("Not relevant")
 
 
-# The most a match of each type may differ from the entry it matched (DESIGN.md section 3). For
-# vpdq it bounds each compared frame; the video-level rule is the listed-frames percentage.
-MATCH_MAX_DISTANCE = {
-    HashType.MD5: 0,
-    HashType.PDQ: formats.PDQ_MATCH_DISTANCE,
-    HashType.PHASH: formats.PHASH_MATCH_DISTANCE,
-    HashType.VPDQ: formats.VPDQ_FRAME_DISTANCE,
-}
-
-
 def _distance_within_threshold() -> models.CheckConstraint:
+    """The most a match of each type may differ from the entry it matched (DESIGN.md 3)."""
     condition = Q()
-    for hash_type, limit in MATCH_MAX_DISTANCE.items():
+    for hash_type, limit in formats.MATCH_DISTANCES.items():
         condition |= Q(hash_type=hash_type, distance__lte=limit)
     return models.CheckConstraint(condition=condition, name="matchreport_distance_threshold")
 

@@ -25,6 +25,14 @@ PDQ_MATCH_DISTANCE: Final = 31
 PHASH_MATCH_DISTANCE: Final = 8
 VPDQ_FRAME_DISTANCE: Final = PDQ_MATCH_DISTANCE
 VPDQ_MATCH_PERCENT: Final = 80.0
+# The loosest distance a match of each type may have; for vpdq it bounds each compared frame
+# (the video-level rule is VPDQ_MATCH_PERCENT of the listed frames).
+MATCH_DISTANCES: Final[Mapping[str, int]] = {
+    MD5: 0,
+    PDQ: PDQ_MATCH_DISTANCE,
+    PHASH: PHASH_MATCH_DISTANCE,
+    VPDQ: VPDQ_FRAME_DISTANCE,
+}
 
 # Publication rules: Meta's recommendation for PDQ, and its analogue for pHash.
 PDQ_MIN_QUALITY: Final = 50
