@@ -12,10 +12,12 @@ count, in this canonical message (UTF-8, each field on its own line)::
 Key ids are the first 16 hex digits of the SHA-256 of the raw 32-byte public key. The private
 key comes from TID_SIGNING_KEY (PEM text) or TID_SIGNING_KEY_FILE (a PEM file); rotation keeps
 old public keys in TID_SIGNING_PUBLIC_KEYS (base64 raw keys) so older snapshots still verify.
+
+The message and the key ids are tidkit.sync's, the code partners verify with: one definition of
+the format on both sides.
 """
 
 import base64
-import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-MESSAGE_VERSION = "tidportal-snapshot-v1"
+from tidkit.sync import key_id_for, snapshot_message
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,6 @@ class PublicKey:
     @property
     def b64(self) -> str:
         return base64.b64encode(self.raw).decode()
-
-
-def snapshot_message(*, list_slug: str, seq: int, count: int, sha256: str) -> bytes:
-    return f"{MESSAGE_VERSION}\n{list_slug}\n{seq}\n{count}\n{sha256}\n".encode()
-
-
-def key_id_for(raw_public_key: bytes) -> str:
-    return hashlib.sha256(raw_public_key).hexdigest()[:16]
 
 
 def raw_public(key: Ed25519PublicKey) -> bytes:

@@ -262,7 +262,8 @@ def open_list(state_dir: str | os.PathLike[str]) -> tuple[LocalList, Checkpoint]
 
 
 def snapshot_message(*, list_slug: str, seq: int, count: int, sha256: str) -> bytes:
-    """What a snapshot's signature covers (the server's hashlists.signing.snapshot_message)."""
+    """What a snapshot's signature covers; the server signs this same message
+    (hashlists.signing imports it)."""
     return f"{MESSAGE_VERSION}\n{list_slug}\n{seq}\n{count}\n{sha256}\n".encode()
 
 
