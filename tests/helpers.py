@@ -18,3 +18,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def numbered_image(n: int, quality: int = 90) -> dict:
+    """A distinct, publishable image item for number ``n`` (pHash with 25 or more bits set,
+    good PDQ quality)."""
+    return {
+        "media_type": "image",
+        "md5": f"{n:032x}",
+        "pdq": f"{n:04x}" + "5a" * 30,
+        "pdq_quality": quality,
+        "phash": f"{n:04x}f0f0f00f0f0f",
+    }

@@ -19,6 +19,7 @@ from hashlists.snapshots import hash_list_snapshot_build
 from partners.api.authentication import PartnerKeyThrottle
 from partners.models import Partner
 from partners.services import api_key_create, partner_create
+from tests.helpers import numbered_image as image
 
 
 @pytest.fixture
@@ -38,17 +39,6 @@ def accepted_case(staff, items):
     case_accept(case=case, staff=staff)
     list_changes_sequence()
     return case, pin
-
-
-def image(n, quality=90):
-    """A distinct, publishable image item (pHash with 25 or more bits set, good PDQ quality)."""
-    return {
-        "media_type": "image",
-        "md5": f"{n:032x}",
-        "pdq": f"{n:04x}" + "5a" * 30,
-        "pdq_quality": quality,
-        "phash": f"{n:04x}f0f0f00f0f0f",
-    }
 
 
 @pytest.fixture

@@ -22,19 +22,9 @@ from partners import matches
 from partners.api.views import MAX_BATCH_BODY_BYTES
 from partners.models import MatchReport
 from partners.services import api_key_create, partner_create
+from tests.helpers import numbered_image as image
 
 URL = "/api/v1/matches"
-
-
-def image(n, quality=90):
-    """A distinct, publishable image item (pHash with 25 or more bits set, good PDQ quality)."""
-    return {
-        "media_type": "image",
-        "md5": f"{n:032x}",
-        "pdq": f"{n:04x}" + "5a" * 30,
-        "pdq_quality": quality,
-        "phash": f"{n:04x}f0f0f00f0f0f",
-    }
 
 
 def video(n, frames=3):
