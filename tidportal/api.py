@@ -171,13 +171,13 @@ class JSONParser(parsers.JSONParser):
 
 
 def body_limit_enforce(request: Request, max_bytes: int) -> None:
-    """Refuse, before anything reads it, a body whose declared length is over ``max_bytes``
-    (413 in the error shape)."""
+    """Refuse, before anything reads it, a body whose declared length is over ``max_bytes``, or
+    is not a length at all (413 in the error shape)."""
     try:
         size = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         size = max_bytes + 1
-    if size > max_bytes:
+    if size > max_bytes or size < 0:
         raise PayloadTooLarge(
             _("This request is too large (the limit is %(mb).1f MB).")
             % {"mb": max_bytes / 1_000_000}

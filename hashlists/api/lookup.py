@@ -25,7 +25,7 @@ from hashlists.api.views import PartnerApi
 from hashlists.models import HashType, MediaType
 from tidkit import formats
 from tidkit.errors import HashFormatError
-from tidportal.api import PayloadTooLarge
+from tidportal.api import body_limit_enforce
 from tidportal.api_schema import PARTNER_ERRORS, error_responses
 
 
@@ -250,12 +250,8 @@ class HashLookupApi(PartnerApi):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Django refuses a larger body anyway (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default,
         # room for MAX_FRAMES frames at ~95 bytes each): say so in the API's own error shape.
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if limit is not None and (not length.isdigit() or int(length) > limit):
-            raise PayloadTooLarge(
-                _("This request is too large (the limit is %(mb).1f MB).") % {"mb": limit / 1e6}
-            )
+        if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+            body_limit_enforce(request, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         super().initial(request, *args, **kwargs)
 
     @extend_schema(
