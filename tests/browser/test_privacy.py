@@ -12,7 +12,6 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from cases.models import Case
-from tests.browser.conftest import CHROMIUM_ARGS  # noqa: F401 - the same browser as the rest
 from tests.browser.reporting import (
     choose_files,
     reset_throttles,
