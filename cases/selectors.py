@@ -3,10 +3,12 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Q
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
-from cases.models import Case
+from cases.models import Case, NearDuplicatePair
 from partners.models import MatchReport
 
 # What a reporter sees of each status: plain words, no staff names or internal notes.
@@ -121,3 +123,21 @@ def case_timeline_for_reporter(*, case: Case) -> list[TimelineEvent]:
             events.append(TimelineEvent("files_added", _("More files added"), at))
         last_added = at
     return sorted(events, key=lambda e: e.at)
+
+
+def near_duplicate_counts(*, case_ids: list[int]) -> list[tuple[int, int, bool]]:
+    """(case id, how many other cases it is near, misuse suspected) for each of ``case_ids``
+    with recorded near-duplicate pairs, in case id order. Misuse: near
+    TID_MISUSE_NEAR_DUPLICATE_CASES or more unrelated cases (a duplicate and its original count
+    once)."""
+    rows = (
+        NearDuplicatePair.objects.filter(case_id__in=case_ids)
+        .values("case_id")
+        .annotate(
+            cases=Count("other_id", distinct=True),
+            unrelated=Count(Coalesce("other__duplicate_of_id", "other_id"), distinct=True),
+        )
+        .order_by("case_id")
+    )
+    threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
+    return [(row["case_id"], row["cases"], row["unrelated"] >= threshold) for row in rows]

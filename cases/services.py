@@ -11,13 +11,12 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cases.hashers import pin_hash, pin_matches
 from cases.models import CASE_NUMBER_PATTERN, Case, CaseNote, MediaItem, NearDuplicatePair
+from cases.selectors import near_duplicate_counts
 from cases.validation import media_items_clean
 from hashlists.models import HashEntry, HashList
 from hashlists.services import hash_entries_publish_for_items, hash_entries_unback_items
@@ -428,18 +427,7 @@ def case_near_duplicates_refresh(*, case: Case) -> int:
         [NearDuplicatePair(case_id=a, other_id=b) for a, b in pairs], ignore_conflicts=True
     )
     affected = sorted([case.pk, *others])
-    counts = (
-        NearDuplicatePair.objects.filter(case_id__in=affected)
-        .values("case_id")
-        .annotate(
-            cases=Count("other_id", distinct=True),
-            unrelated=Count(Coalesce("other__duplicate_of_id", "other_id"), distinct=True),
-        )
-    )
-    threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
-    for row in sorted(counts, key=lambda r: r["case_id"]):
+    for case_id, near, misuse in near_duplicate_counts(case_ids=affected):
         # Counters, not decisions: updated in place without a history record each time.
-        Case.objects.filter(pk=row["case_id"]).update(
-            near_duplicate_cases=row["cases"], misuse_suspected=row["unrelated"] >= threshold
-        )
+        Case.objects.filter(pk=case_id).update(near_duplicate_cases=near, misuse_suspected=misuse)
     return len(others)

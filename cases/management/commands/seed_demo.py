@@ -46,13 +46,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
-from django.db.models import Count
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from cases.hashers import pin_hash
 from cases.models import Case, MediaItem, NearDuplicatePair, new_case_number
+from cases.selectors import near_duplicate_counts
 from cases.services import new_pin
 from hashlists.models import (
     HashEntry,
@@ -529,24 +528,11 @@ class Command(BaseCommand):
             NearDuplicatePair(case_id=a, other_id=b, found_at=max(created[a], created[b]))
             for a, b in sorted(pairs)
         ]
-        threshold = settings.TID_MISUSE_NEAR_DUPLICATE_CASES
         with transaction.atomic():
             bulk_insert(rows, batch_size=self.batch_size)
-            counts = (
-                NearDuplicatePair.objects.filter(case_id__in=involved)
-                .values("case_id")
-                .annotate(
-                    cases=Count("other_id", distinct=True),
-                    unrelated=Count(Coalesce("other__duplicate_of_id", "other_id"), distinct=True),
-                )
-            )
             updates = [
-                Case(
-                    pk=row["case_id"],
-                    near_duplicate_cases=row["cases"],
-                    misuse_suspected=row["unrelated"] >= threshold,
-                )
-                for row in counts
+                Case(pk=case_id, near_duplicate_cases=near, misuse_suspected=misuse)
+                for case_id, near, misuse in near_duplicate_counts(case_ids=involved)
             ]
             Case.objects.bulk_update(
                 updates, ["near_duplicate_cases", "misuse_suspected"], batch_size=self.batch_size
