@@ -779,6 +779,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     partners = match_report_activity_per_partner(now=now)
     removals = hash_entry_removal_times()
     counts = {s.status: s.count for s in statuses}
+    waiting = counts[Case.Status.RECEIVED] + counts[Case.Status.IN_REVIEW]
     context = {
         **admin.site.each_context(request),
         "title": _("Dashboard"),
@@ -786,7 +787,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "report_days": REPORT_DAYS,
         "weeks": WEEKS,
         "total_cases": sum(counts.values()),
-        "waiting": _count_text(counts[Case.Status.RECEIVED] + counts[Case.Status.IN_REVIEW]),
+        "waiting_count": waiting,
+        "waiting": _count_text(waiting),
         "reports_in_window": _count_text(sum(d.count for d in days)),
         "days": days,
         "reports_chart": _reports_chart(days),

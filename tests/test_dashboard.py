@@ -188,6 +188,8 @@ def test_dashboard_shows_the_figures_to_a_supervisor(supervisor_client, known_ro
     assert re.search(rf"<td>{yesterday}</td><td class=\"num\">3</td>", page)
     assert "3 matches, 2 removed" in page and "3 matches, 3 removed" in page
     assert "No reports yet" not in page
+    # One case from today is still waiting: the label agrees with the number.
+    assert re.search(r'in_review">1</a>\s*<span class="kpi-label">case waiting for a', page)
 
 
 def test_dashboard_explains_what_will_appear_when_there_is_no_data(supervisor_client):
@@ -197,6 +199,7 @@ def test_dashboard_explains_what_will_appear_when_there_is_no_data(supervisor_cl
     assert "No removals reported yet." in page
     assert "No matches reported by partners in the last 12 weeks." in page
     assert '<svg class="chart"' not in page
+    assert re.search(r'in_review">0</a>\s*<span class="kpi-label">cases waiting for a', page)
 
 
 def test_dashboard_says_when_the_last_30_days_were_quiet(supervisor_client, default_list):

@@ -241,7 +241,7 @@ def test_the_dashboard_is_in_spanish(staff_client, case):
     for phrase in (
         "Panel de control",
         "Las semanas empiezan el lunes.",
-        "casos a la espera de una decisión",
+        "1 caso a la espera de una decisión",  # one case waiting: singular
         "Denuncias por día, últimos 30 días",
         "Casos por estado",
         "Tiempo desde la denuncia hasta la decisión",
