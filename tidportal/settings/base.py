@@ -8,6 +8,7 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to PostgreSQL and a real Redis b
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -101,6 +102,36 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactio
 # check one before reusing it so that a restarted database costs one failed check, not a 500.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# An optional PostgreSQL streaming replica for the partner reads that tolerate a few seconds' lag
+# (the feed, list and snapshot metadata, FetchHashes, the lookup's index loading): see
+# tidportal/db_router.py and docs/deploy.md. Without it there is one database and no router.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+# Past this lag (or while it is unreachable) the replica is left alone and the primary answers.
+TID_REPLICA_MAX_LAG_SECONDS = env.float("TID_REPLICA_MAX_LAG_SECONDS", default=5.0)
+
+
+def replica_database(url: str, primary: dict) -> dict:
+    """The ``replica`` alias for ``url``, connected like ``primary``; a test run mirrors the
+    primary's test database instead (https://docs.djangoproject.com/en/5.2/topics/testing/
+    advanced/#testing-primary-replica-configurations)."""
+    if primary["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL.")
+    replica = env.db_url_config(url)
+    # A replica that does not answer costs one short wait, then the primary answers.
+    replica.setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+    return {
+        **replica,
+        "ATOMIC_REQUESTS": False,
+        "CONN_MAX_AGE": primary.get("CONN_MAX_AGE", 0),
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"MIRROR": "default"},
+    }
+
+
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL, DATABASES["default"])
+    DATABASE_ROUTERS = ["tidportal.db_router.ReplicaRouter"]
 
 # Django's own cap on a request body (2.5 MB by default, refused with an HTML page) sits just
 # above the largest limit an API sets itself (the public report API's 4 MiB, answered in JSON).

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import DATABASE_REPLICA_URL, env, replica_database
 
 DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tidportal"),
@@ -18,6 +18,10 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Several suites may run side by side on one machine: each can name its own test database.
 DATABASES["default"]["TEST"] = {"NAME": env("TID_TEST_DATABASE", default="test_tidportal")}
+# Processes started by tests against a private primary and its streaming replica
+# (tests/integration/test_replica.py) read the replica as production does.
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL, DATABASES["default"])
 # The broker and the cache get databases of their own, so clearing one leaves the other alone.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {
