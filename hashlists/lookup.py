@@ -41,6 +41,7 @@ from hashlists.models import HashEntry, HashList, HashType, ListChange
 from partners.models import Partner
 from tidkit import formats
 from tidkit.index import HammingIndex
+from tidportal.db_router import replica_reads
 
 MAX_HASHES = 1_000
 # A request's vPDQ frames in all: the longest video a hash is made for (four hours at one frame
@@ -175,9 +176,14 @@ class ListIndex:
     # Following the feed
     # --------------------------------------------------------------------------------------------
 
+    @replica_reads
     def _load(self) -> None:
         """Start again from the list's active entries, at the feed's head read BEFORE them (see
-        the module docstring for why this order loses nothing)."""
+        the module docstring for why this order loses nothing).
+
+        From the replica when there is one: the heavy read. Its state is one the primary had,
+        so the catch-up that follows, on the primary, finds the change at the watermark and
+        brings the index up to date before it answers (tidportal/db_router.py)."""
         self._clear()
         head = (
             ListChange.objects.filter(hash_list_id=self.hash_list_id, seq__isnull=False)

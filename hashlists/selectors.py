@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
-from django.db import connection
+from django.db import connections
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Max, QuerySet
 from django.http import Http404
 
@@ -81,13 +82,26 @@ def list_changes_page_json(
     *, hash_list: HashList, after: int, limit: int
 ) -> Iterator[tuple[int, str]]:
     """Like list_changes_page, as (seq, the change as JSON text): built by PostgreSQL when the
-    database is PostgreSQL, in Python otherwise (the embedded SQLite default)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_FEED_SQL, [hash_list.pk, after, limit + 1])
-            while rows := cursor.fetchmany(2_000):
-                yield from rows
-        return
+    database is PostgreSQL, in Python otherwise (the embedded SQLite default).
+
+    On PostgreSQL the query runs before this returns, on the database reads are routed to now
+    (the replica inside tidportal.db_router.replica_reads); the rows are then streamed from
+    the client-side result."""
+    database = connections[ListChange.objects.db]
+    if database.vendor == "postgresql":
+        cursor = database.cursor()
+        cursor.execute(_FEED_SQL, [hash_list.pk, after, limit + 1])
+        return _fetched(cursor)
+    return _page_json_python(hash_list=hash_list, after=after, limit=limit)
+
+
+def _fetched(cursor: CursorWrapper) -> Iterator[tuple[int, str]]:
+    with cursor:
+        while rows := cursor.fetchmany(2_000):
+            yield from rows
+
+
+def _page_json_python(*, hash_list: HashList, after: int, limit: int) -> Iterator[tuple[int, str]]:
     for seq, op, public_id, hash_type, value, media_type, quality, frames, at in list_changes_page(
         hash_list=hash_list, after=after, limit=limit
     ):

@@ -20,6 +20,7 @@ from hashlists import selectors, signing
 from hashlists.api import serializers
 from partners.api.authentication import ApiKeyAuthentication, HasScope, PartnerKeyThrottle
 from tidportal.api_schema import PARTNER_ERRORS, error_responses, response_headers
+from tidportal.db_router import replica_reads
 
 
 class PartnerApi(APIView):
@@ -109,6 +110,7 @@ class HashListListApi(PartnerApi):
             **error_responses(*PARTNER_ERRORS),
         },
     )
+    @replica_reads  # may lag by TID_REPLICA_MAX_LAG_SECONDS (tidportal/db_router.py)
     def get(self, request: Request) -> Response:
         lists = selectors.hash_lists_for_partner(partner=request.user.partner)
         data = [
@@ -190,6 +192,7 @@ class ListChangesApi(PartnerApi):
             ),
         },
     )
+    @replica_reads  # may lag, never skips a change (tidportal/db_router.py)
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         query = serializers.ListChangesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -267,6 +270,7 @@ class SnapshotApi(SnapshotLookupMixin, PartnerApi):
         },
         extensions=response_headers({200: SNAPSHOT_ETAG, 304: SNAPSHOT_ETAG}),
     )
+    @replica_reads  # may lag (tidportal/db_router.py); the download reads the primary
     def get(self, request: Request, slug: str) -> Response | HttpResponse:
         snapshot, etag, not_modified = self.snapshot_or_not_modified(request, slug)
         if not_modified:

@@ -17,6 +17,7 @@ from partners.compat import selectors, serializers, services
 from partners.compat.authentication import StopNCIIKeyAuthentication
 from tidportal.api import body_limit_enforce
 from tidportal.api_schema import PARTNER_ERRORS, error_responses
+from tidportal.db_router import replica_reads
 
 _PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 _MD5 = "d41d8cd98f00b204e9800998ecf8427e"
@@ -94,6 +95,7 @@ class StopNCIIHashesFetchApi(StopNCIIApi):
             )
         ],
     )
+    @replica_reads  # may lag, never skips a change (tidportal/db_router.py)
     def get(self, request: Request) -> Response:
         query = serializers.StopNCIIFetchHashesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
