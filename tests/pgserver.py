@@ -125,6 +125,8 @@ class PrivatePostgres:
             "postgres",
             "-X",
             "stream",
+            "-c",
+            "fast",  # checkpoint at once, not spread over minutes after a migration's writes
             "-R",  # standby.signal and primary_conninfo: it follows this server
         )
         replica.start()
