@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``/metrics``: request rates, feed lag, snapshots, webhooks, the queue.
+"""Prometheus metrics at ``/metrics``: request rates, feed lag, snapshots, webhooks, the queue,
+the read replica's lag.
 
 Request counters are kept in Redis (one hash, HINCRBY per request), so that every gunicorn
 worker on every web node adds to the same numbers and one scrape of any node sees them all.
@@ -26,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from tidportal import health
+from tidportal import db_router, health
 
 REQUESTS_KEY = "tidportal:metrics:http"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -234,6 +235,24 @@ def render() -> str:
         "Partners' match reports by their latest outcome.",
         [({"action": a}, reports.get(a, 0)) for a in MatchReport.Action.values],
     )
+    if db_router.replica_configured():
+        replica = db_router.monitor()
+        replica.measure()
+        out.family(
+            "tidportal_replica_up",
+            "gauge",
+            "1 while the read replica answers and is a standby; 0 while the primary serves all.",
+            [({}, 1 if replica.reachable else 0)],
+        )
+        if replica.lag is not None:
+            out.family(
+                "tidportal_replica_lag_seconds",
+                "gauge",
+                "How long ago the replica last held every commit of the primary (an upper bound, "
+                "to within this process's previous check); past TID_REPLICA_MAX_LAG_SECONDS the "
+                "primary serves its reads.",
+                [({}, replica.lag)],
+            )
     age = health.heartbeat_age()
     if age is not None:
         out.family(
