@@ -118,7 +118,7 @@ class ReplicaMonitor:
         return fresh_as_of is not None and now - fresh_as_of <= settings.TID_REPLICA_MAX_LAG_SECONDS
 
     def measure(self) -> None:
-        """Measure now (for /metrics), unless another thread is measuring."""
+        """Measure now, whatever was known or paused (for /metrics)."""
         with self.lock:
             self._measure(time.monotonic())
 
@@ -128,12 +128,17 @@ class ReplicaMonitor:
         self.next_check = time.monotonic() + UNREACHABLE_PAUSE
 
     def _measure(self, now: float) -> None:
+        self.next_check = now + CHECK_INTERVAL
         try:
             # The primary's position is read after ``now``: it covers every commit before it.
             primary = _query(DEFAULT_DB_ALIAS, "SELECT pg_current_wal_lsn()::text")
-            self.samples.append((now, _lsn(primary)))
-            while now - self.samples[0][0] > HISTORY_SECONDS:
-                self.samples.popleft()
+        except DatabaseError:
+            self.fresh_as_of = None  # nothing known; the request fails on the primary anyway
+            return
+        self.samples.append((now, _lsn(primary)))
+        while now - self.samples[0][0] > HISTORY_SECONDS:
+            self.samples.popleft()
+        try:
             replayed = _query(REPLICA, "SELECT pg_last_wal_replay_lsn()::text")
         except DatabaseError:
             logger.warning("replica check failed: reading from the primary", exc_info=True)
@@ -151,7 +156,6 @@ class ReplicaMonitor:
         # Unknown beyond the history kept: then at least as old as the oldest sample.
         self.lag = now - (self.fresh_as_of if held else self.samples[0][0])
         self.reachable = True
-        self.next_check = now + CHECK_INTERVAL
 
 
 def _query(alias: str, sql: str) -> Any:
