@@ -5,7 +5,9 @@ and has a webhook URL gets ``POST {"list": <slug>, "seq": <latest seq>}``, signe
 HMAC-SHA256 under its webhook secret over ``f"{timestamp}.{body}"``; the timestamp travels in
 ``X-Tid-Timestamp`` so a receiver can refuse replays. A notification carries no list data: the
 partner fetches the feed after its own checkpoint, so only the newest seq matters and an older
-undelivered notification is superseded by a newer one.
+undelivered notification is superseded by a newer one. The task of a superseded delivery attempts
+the newest one instead: while a list keeps changing, each delivery may be superseded before its
+task reaches a worker, and partners would otherwise hear nothing until the list stops changing.
 
 Each delivery is a row (the log staff see) and one Celery task per attempt, so one partner's slow
 or failing endpoint never holds up another's. The database is the source of truth: an attempt
@@ -223,8 +225,10 @@ def _due_mark_key(delivery_id: int) -> str:
 def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     """Make one attempt at a delivery and record its outcome; return the delivery as recorded.
 
-    A no-op (returns None) for a delivery that is missing, delivered, superseded, given up, not
-    due yet, or being attempted by another task right now. A delivery whose partner was
+    For a superseded delivery, the attempt is at the newest pending or failed delivery of the
+    same partner and list (the one that superseded it, whose own task may still be queued).
+    A no-op (returns None) for a delivery that is missing, delivered, given up, not due yet, or
+    being attempted by another task right now. A delivery whose partner was
     suspended, lost the list or its URL since it was queued is given up without a request
     (returns None too).
     Posts only to http(s) URLs and only with a secret set; otherwise the attempt fails with a
@@ -237,6 +241,8 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     attempt = _attempt_claim(delivery_id=delivery_id)
     if attempt is None:
         return None
+    if attempt.delivery_id != delivery_id:  # a newer delivery than the one asked for
+        cache.delete(_due_mark_key(attempt.delivery_id))
     outcome = _Outcome(ok=False, error=attempt.refusal) if attempt.refusal else _post(attempt)
     return _attempt_record(attempt=attempt, outcome=outcome)
 
@@ -250,6 +256,18 @@ def _attempt_claim(*, delivery_id: int) -> _Attempt | None:
         .filter(pk=delivery_id)
         .first()
     )
+    if delivery is not None and delivery.status == WebhookDelivery.Status.SUPERSEDED:
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("partner", "hash_list")
+            .filter(
+                partner_id=delivery.partner_id,
+                hash_list_id=delivery.hash_list_id,
+                status__in=RETRYABLE,
+            )
+            .order_by("-seq")
+            .first()
+        )
     if delivery is None or delivery.status not in RETRYABLE:
         return None
     if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:

@@ -458,6 +458,28 @@ def test_pending_deliveries_are_superseded_and_only_the_newest_is_sent(
     assert [r.body for r in receiver.requests] == [b'{"list":"take-it-down","seq":3}']
 
 
+def test_a_superseded_deliverys_task_sends_the_newest_while_the_list_keeps_changing(
+    default_list, receiver, django_capture_on_commit_callbacks
+):
+    """Each delivery is superseded before its own task runs (the list changes faster than the
+    queue moves): the first task to run sends the newest seq, and the later ones have nothing
+    left to do."""
+    subscriber("Receiving Platform", default_list, receiver.url)
+    for _ in range(3):
+        sequence_changes(django_capture_on_commit_callbacks, default_list, broker_up=False)
+    first, second, newest = WebhookDelivery.objects.order_by("seq")
+
+    assert tasks.webhook_deliver.delay(first.pk).get() == Status.DELIVERED
+
+    statuses = dict(WebhookDelivery.objects.values_list("seq", "status"))
+    assert statuses == {1: Status.SUPERSEDED, 2: Status.SUPERSEDED, 3: Status.DELIVERED}
+    assert [r.body for r in receiver.requests] == [b'{"list":"take-it-down","seq":3}']
+    for delivery in (second, newest):  # the tasks queued after it
+        assert tasks.webhook_deliver.delay(delivery.pk).get() is None
+    assert len(receiver.requests) == 1
+    assert WebhookDelivery.objects.get(pk=newest.pk).attempts == 1
+
+
 def test_supersession_is_per_partner_and_per_list(
     default_list, receiver, django_capture_on_commit_callbacks
 ):
