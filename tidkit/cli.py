@@ -134,13 +134,14 @@ def _trusted_keys(values: Sequence[str]) -> dict[str, bytes]:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from tidkit.scan import ProgressBar, scan
+    from tidkit.scan import ProgressBar, keep_freed_memory, scan
 
     if not 0 <= args.pdq_distance <= formats.PDQ_MATCH_DISTANCE:
         raise UsageError(f"--pdq-distance is 0 to {formats.PDQ_MATCH_DISTANCE}.")
     if not 0 <= args.phash_distance <= formats.PHASH_MATCH_DISTANCE:
         raise UsageError(f"--phash-distance is 0 to {formats.PHASH_MATCH_DISTANCE}.")
     local, checkpoint = open_list(args.state)
+    keep_freed_memory()  # this process hashes the files itself with one worker or one file
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = ProgressBar(sys.stderr) if show_progress else None
     files = matched = errors = 0
