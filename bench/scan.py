@@ -1,28 +1,40 @@
 """Images per second for `tidkit scan` on 12-megapixel JPEGs: one process, then every core.
 
-    .venv/bin/python bench/scan.py [--count 48] [--entries 100000]
+    .venv/bin/python bench/scan.py [--count 48] [--passes 4] [--entries 100000]
 
-Hashes camera-like 4000x3000 JPEGs (bench/hashing.py's corpus) with tidkit.scan.scan in fast
-mode and matches each against a list of random MD5, PDQ and pHash entries, as `tidkit scan`
-does: first in this process, then with a worker per core (forkserver). Prints images per second
-for both, and the CPU time per image of the single-process run, which unlike wall time does not
-depend on what else the machine is running.
+Hashes camera-like 4000x3000 JPEGs (bench/hashing.py's corpus; each of ``--count`` files is
+scanned ``--passes`` times, so that the workers' start is a small part of the run, as in a real
+scan) with tidkit.scan.scan in fast mode and matches each against a list of random MD5, PDQ and
+pHash entries, as `tidkit scan` does: first in this process, then with a worker per core
+(forkserver). Prints images per second for both and the speed-up, and where the time goes: CPU
+time per image in the parent (matching, bookkeeping) and in the workers (hashing), which unlike
+wall time does not depend on what else the machine runs. From those, the speed-up that idle
+cores would give: cores x (CPU per image in one process) / (CPU per image with workers, parent
+and workers together). And the start: how long until the first result, and the CPU the
+forkserver spends importing the hashing code once for all workers (tidkit.scan.WORKER_PRELOAD).
+
+Worker CPU is read from /proc (Linux); elsewhere it prints as n/a.
 """
 
 import argparse
+import multiprocessing
+import os
 import random
 import resource
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.hashing import make_corpus  # noqa: E402
-from tidkit.scan import available_cores, scan  # noqa: E402
+from tidkit.scan import available_cores, keep_freed_memory, scan  # noqa: E402
 from tidkit.store import Entry, LocalList  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def random_list(count: int) -> LocalList:
@@ -42,34 +54,125 @@ def random_list(count: int) -> LocalList:
     return LocalList.from_entries(entries())
 
 
-def run(files: list[Path], local: LocalList, workers: int) -> tuple[float, float]:
-    """(images per second, CPU seconds per image of this process)."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    results = list(scan(files, local, workers=workers))
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, itself only; None if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def forkserver_pid() -> int | None:
+    """The forkserver this process started (tidkit.scan's workers are its children)."""
+    try:
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    except OSError:
+        return None
+    for child in map(int, children):
+        try:
+            if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        except OSError:
+            continue
+    return None
+
+
+@dataclass
+class Run:
+    images: int
+    wall: float
+    first_result: float
+    parent_cpu: float
+    worker_cpu: float | None  # None: no workers, or their CPU time is unknown
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.wall
+
+    def per_image(self, seconds: float | None) -> float | None:
+        return None if seconds is None else seconds / self.images
+
+
+def run(files: list[Path], local: LocalList, workers: int) -> Run:
+    """Scan ``files``; worker CPU is sampled while results arrive and once after the last, before
+    the pool shuts down (a worker's /proc entry goes with it)."""
+    worker_cpu: dict[int, float | None] = {}
+
+    def sample() -> None:
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                worker_cpu[child.pid] = process_cpu(child.pid)
+
+    cpu_before, started = own_cpu(), time.perf_counter()
+    results, first_result, sampled = [], 0.0, started
+    scanning = scan(files, local, workers=workers)
+    for result in scanning:
+        results.append(result)
+        now = time.perf_counter()
+        first_result = first_result or now - started
+        if workers > 1 and (now - sampled > 0.1 or len(results) == len(files)):
+            sample()
+            sampled = now
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    parent_cpu = own_cpu() - cpu_before
     assert all(r.error is None for r in results), [r.error for r in results if r.error]
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return len(results) / wall, cpu / len(results)
+    unknown = not worker_cpu or None in worker_cpu.values()
+    workers_total = None if unknown else sum(worker_cpu.values())  # type: ignore[arg-type]
+    return Run(len(results), wall, first_result, parent_cpu, workers_total)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=48, help="JPEGs to scan")
+    parser.add_argument("--count", type=int, default=48, help="distinct JPEGs")
+    parser.add_argument("--passes", type=int, default=4, help="times each JPEG is scanned")
     parser.add_argument("--entries", type=int, default=100_000, help="entries on the list")
     args = parser.parse_args()
+    keep_freed_memory()  # as `tidkit scan` does for its own process
     local = random_list(args.entries)
     cores = available_cores()
     with tempfile.TemporaryDirectory() as scratch:
-        files = make_corpus(Path(scratch), args.count)
-        run(files[:2], local, 1)  # warm the page cache and the imports
-        single, cpu_per_image = run(files, local, 1)
-        pooled, _ = run(files, local, cores)
-    print(f"tidkit scan, fast mode, {args.count} 12 MP JPEGs, list of {args.entries:,} entries")
-    print(f"  1 process:        {single:6.1f} images/s  ({cpu_per_image * 1000:.0f} ms CPU/image)")
-    print(f"  {cores} worker(s):      {pooled:6.1f} images/s")
-    print(f"  ideal on {cores} idle core(s): {cores / cpu_per_image:6.1f} images/s")
+        files = make_corpus(Path(scratch), args.count) * args.passes
+        run(files[:2], local, 1)  # warm the page cache and this process's imports
+        single = run(files, local, 1)
+        pooled = run(files, local, cores)
+    server = forkserver_pid()
+    preload_cpu = process_cpu(server) if server else None
+
+    def ms(seconds: float | None) -> str:
+        return "    n/a" if seconds is None else f"{seconds * 1000:7.1f}"
+
+    def row(label: str, result: Run, *, workers: bool) -> str:
+        parent, hashing = result.per_image(result.parent_cpu), result.per_image(result.worker_cpu)
+        total = parent + hashing if hashing is not None else None if workers else parent
+        hashing_ms = ms(hashing) if workers else "      -"
+        return f"  {label:<12}{result.rate:9.1f}   {ms(parent):>20} {hashing_ms} {ms(total)}"
+
+    print(
+        f"tidkit scan, fast mode: {len(files)} images ({args.count} distinct 12 MP JPEGs x "
+        f"{args.passes}), list of {args.entries:,} entries, {cores} core(s)"
+    )
+    print(f"  {'':<12} images/s   CPU ms/image: parent  workers    total")
+    print(row("1 process", single, workers=False))
+    print(row(f"{cores} workers", pooled, workers=True))
+    speedup = pooled.rate / single.rate
+    line = f"  speed-up: {speedup:.2f}x on {cores} core(s)"
+    if pooled.worker_cpu is not None:
+        total = (pooled.parent_cpu + pooled.worker_cpu) / pooled.images
+        bound = cores * single.per_image(single.parent_cpu) / total  # type: ignore[operator]
+        line += f"; idle cores would give {bound:.2f}x (CPU per image, one process / workers)"
+    print(line)
+    preload = "n/a" if preload_cpu is None else f"{preload_cpu:.2f} s"
+    print(
+        f"  start: first result after {pooled.first_result:.2f} s with workers "
+        f"({single.first_result:.2f} s in one process); the forkserver's imports, once: "
+        f"{preload} of CPU"
+    )
 
 
 if __name__ == "__main__":
