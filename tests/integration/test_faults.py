@@ -9,14 +9,8 @@ import base64
 import gzip
 import hashlib
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -29,106 +23,9 @@ from hashlists.models import HashEntry, HashList, ListChange, Snapshot
 from partners.models import WebhookDelivery
 from partners.services import partner_create
 from tests.conftest import SUPERVISOR_PERMISSIONS, staff_with
-from tests.helpers import free_port
 from tests.integration.conftest import wait_for
+from tests.integration.stack import Stack
 from tests.partners.webhook_receiver import running_receiver, verify_signature
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Stack:
-    """Processes sharing the test database and a private Redis broker."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp_path
-        self.redis: subprocess.Popen | None = None
-        self.procs: list[subprocess.Popen] = []
-        db = connection.settings_dict
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tidportal.settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "REDIS_URL": f"redis://127.0.0.1:{self.port}/0",
-            "CELERY_TASK_ALWAYS_EAGER": "false",
-            "TID_SEQUENCER_INTERVAL": "1",
-            "TID_SNAPSHOT_CHECK_INTERVAL": "1",
-        }
-
-    def start_redis(self) -> None:
-        self.redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: _answers(self.port), timeout=10)
-
-    def stop_redis(self) -> None:
-        if self.redis:
-            self.redis.kill()
-            self.redis.wait()
-            self.redis = None
-
-    def start(self, *args: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{args[0]}-{len(self.procs)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tidportal", *args, "--loglevel=INFO"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def worker(self) -> subprocess.Popen:
-        name = f"fault-{uuid.uuid4().hex[:6]}@localhost"
-        return self.start(
-            "worker", "--pool=solo", f"--hostname={name}", "--without-gossip", "--without-mingle"
-        )
-
-    def beat(self) -> subprocess.Popen:
-        return self.start("beat", f"--schedule={self.tmp / 'beat-schedule'}")
-
-    def run_python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}"],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.stop_redis()
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture
