@@ -82,7 +82,10 @@ def hash_list_snapshot_build(*, hash_list: HashList) -> Snapshot:
     Idempotent: if a snapshot at that seq exists it is returned. The file is written to a local
     temporary file, then stored under a fresh name, and only then recorded, so a crash at any
     point never leaves a recorded partial snapshot (at worst an unrecorded file, which pruning
-    of orphans may remove). Raises ImproperlyConfigured when no signing key is configured.
+    of orphans may remove). A save that fails (the storage full or unreachable) is logged, its
+    partial file removed, and the error raised: the previous snapshot stays the newest, and the
+    next scheduled build tries again. Raises ImproperlyConfigured when no signing key is
+    configured.
     """
     seq = hash_list_last_seq(hash_list=hash_list)
     existing = Snapshot.objects.filter(hash_list=hash_list, seq=seq).first()
@@ -104,7 +107,14 @@ def hash_list_snapshot_build(*, hash_list: HashList) -> Snapshot:
         )
         raw.seek(0)
         name = f"snapshots/{hash_list.slug}/{seq:012d}-{secrets.token_hex(6)}.jsonl.gz"
-        stored = default_storage.save(name, File(raw, name=name))
+        try:
+            stored = default_storage.save(name, File(raw, name=name))
+        except Exception:
+            logger.exception(
+                "snapshot not stored", extra={"list": hash_list.slug, "seq": seq, "file": name}
+            )
+            _partial_delete(name)
+            raise
     try:
         with transaction.atomic():
             snapshot = Snapshot.objects.create(
@@ -124,6 +134,17 @@ def hash_list_snapshot_build(*, hash_list: HashList) -> Snapshot:
     logger.info("snapshot built", extra={"list": hash_list.slug, "seq": seq, "entries": count})
     hash_list_snapshots_prune(hash_list=hash_list)
     return snapshot
+
+
+def _partial_delete(name: str) -> None:
+    """Remove what a failed save left under ``name`` (the disk filled up mid-write, say: the
+    file system storage leaves the part it wrote). The name is fresh and random, so whatever is
+    there is ours; a failure to remove it is logged, not raised over the save's own error."""
+    try:
+        if default_storage.exists(name):
+            default_storage.delete(name)
+    except Exception:
+        logger.exception("partial snapshot not removed", extra={"file": name})
 
 
 def hash_list_snapshots_prune(*, hash_list: HashList) -> int:

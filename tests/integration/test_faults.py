@@ -2,30 +2,36 @@
 beat reconciles, so a Redis outage or a killed worker delays distribution but never loses it.
 
 These tests really stop and start the components: a private redis-server on its own port, real
-`celery worker` and `celery beat` processes, and SIGKILL.
+`celery worker` and `celery beat` processes, SIGKILL, and a file system that fills up.
 """
 
 import base64
 import gzip
 import hashlib
 import json
+import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from cases.models import Case
 from hashlists import signing
 from hashlists.models import HashEntry, HashList, ListChange, Snapshot
+from hashlists.snapshots import hash_list_last_seq, hash_list_snapshot_build
 from partners.models import WebhookDelivery
-from partners.services import partner_create
+from partners.services import api_key_create, partner_create
 from tests.conftest import SUPERVISOR_PERMISSIONS, staff_with
 from tests.integration.conftest import wait_for
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, log
 from tests.partners.webhook_receiver import running_receiver, verify_signature
+from tidportal.metrics import render
 
 
 @pytest.fixture
@@ -89,8 +95,10 @@ def test_a_case_accepted_while_redis_is_down_is_distributed_once_it_is_back(
 
 
 def seed_entries(hash_list: HashList, count: int) -> None:
-    """Many active entries with their sequenced add changes, written in bulk."""
+    """Many active entries with their sequenced add changes, written in bulk after the list's
+    existing ones."""
     now = timezone.now()
+    first = hash_list_last_seq(hash_list=hash_list)
     entries = HashEntry.objects.bulk_create(
         [
             HashEntry(
@@ -100,14 +108,14 @@ def seed_entries(hash_list: HashList, count: int) -> None:
                 media_type="image",
                 backing_case_count=1,
             )
-            for n in range(count)
+            for n in range(first, first + count)
         ],
         batch_size=10_000,
     )
     ListChange.objects.bulk_create(
         [
-            ListChange(hash_list=hash_list, entry=e, op="add", seq=n + 1, sequenced_at=now)
-            for n, e in enumerate(entries)
+            ListChange(hash_list=hash_list, entry=e, op="add", seq=n, sequenced_at=now)
+            for n, e in enumerate(entries, start=first + 1)
         ],
         batch_size=10_000,
     )
@@ -159,3 +167,80 @@ def test_a_worker_killed_while_building_a_snapshot_leaves_nothing_half_recorded(
         sha256=snapshot.sha256,
     )
     assert base64.b64encode(bytes(snapshot.signature))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB file system of its own (tmpfs) for the snapshot storage, which a test can fill."""
+    folder = tmp_path / "storage"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def snapshot_files(storage: Path) -> set[str]:
+    return {p.name for p in (storage / "snapshots" / "take-it-down").iterdir()}
+
+
+def served_snapshot(api: Client) -> dict:
+    """The newest snapshot as a partner gets it, checked as tidkit checks it: the file's
+    SHA-256, the signature of the published key over (list, seq, count, SHA-256), the count."""
+    meta = api.get("/api/v1/lists/take-it-down/snapshot").json()
+    download = api.get("/api/v1/lists/take-it-down/snapshot/download", {"seq": meta["seq"]})
+    assert download.status_code == 200
+    data = b"".join(download.streaming_content)
+    keys = {k["key_id"]: k for k in api.get("/api/v1/keys").json()["keys"]}
+    assert hashlib.sha256(data).hexdigest() == meta["sha256"]
+    assert signing.verify_snapshot(
+        public_key=base64.b64decode(keys[meta["key_id"]]["public_key"]),
+        signature=base64.b64decode(meta["signature"]),
+        list_slug="take-it-down",
+        seq=meta["seq"],
+        count=meta["entry_count"],
+        sha256=meta["sha256"],
+    )
+    assert len(gzip.decompress(data).splitlines()) == meta["entry_count"]
+    return meta
+
+
+def test_a_disk_full_while_storing_a_snapshot_keeps_the_previous_one_and_recovers(
+    stack, default_list, partner, small_disk, settings
+):
+    settings.MEDIA_ROOT = small_disk
+    stack.env.update(DJANGO_MEDIA_ROOT=str(small_disk), TID_SNAPSHOT_INTERVAL="0")
+    api = Client()
+    api.defaults["HTTP_AUTHORIZATION"] = (
+        "Bearer " + api_key_create(partner=partner, name="sync", scopes=["lists:read"])[1]
+    )
+    seed_entries(default_list, 1_000)
+    previous = hash_list_snapshot_build(hash_list=default_list)
+    seed_entries(default_list, 20_000)  # the next snapshot needs far more than is left
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (free - 64 * 1024))
+
+    stack.start_redis()
+    worker = stack.worker()
+    stack.run_python(
+        "from hashlists import tasks; "
+        f"tasks.hash_list_snapshot_build.delay(hash_list_id={default_list.pk})"
+    )
+    wait_for(lambda: "hash_list_snapshot_build" in log(worker) and "raised" in log(worker))
+
+    assert list(Snapshot.objects.values_list("seq", flat=True)) == [1_000]
+    assert snapshot_files(small_disk) == {Path(previous.file.name).name}  # nothing half-written
+    assert "No space left on device" in log(worker)
+    assert "snapshot not stored" in log(worker)  # the build's own account, with list and seq
+    assert served_snapshot(api)["seq"] == 1_000
+    metrics = render()  # what monitoring sees: the snapshot falls behind the feed
+    assert 'tidportal_snapshot_seq{list="take-it-down"} 1000' in metrics
+    assert 'tidportal_feed_seq{list="take-it-down"} 21000' in metrics
+
+    filler.unlink()
+    stack.beat()  # the next scheduled check finds the list due and builds it
+    wait_for(lambda: Snapshot.objects.filter(seq=21_000).exists(), timeout=120)
+    assert served_snapshot(api)["entry_count"] == 21_000
+    assert len(snapshot_files(small_disk)) == 2
