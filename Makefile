@@ -6,13 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall only when a requirements file changed.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt tidkit/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# tidkit's compiled part (tidkit._hamming), built in the tree that the server imports tidkit from;
+# rebuilt when its source or the venv changes (the stamp lives in the ignored build folder).
+TIDKIT_EXT := tidkit/build/.extension-built
 
-.PHONY: run test lint venv chromium messages clean
+.PHONY: run test lint venv chromium messages clean tidkit-extension
 
-run: $(STAMP) node_modules/.installed messages
+run: $(STAMP) $(TIDKIT_EXT) node_modules/.installed messages
 	@scripts/run.sh
 
-test: $(STAMP) node_modules/.installed chromium messages
+test: $(STAMP) $(TIDKIT_EXT) node_modules/.installed chromium messages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
@@ -22,13 +25,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-venv: $(STAMP)
+venv: $(STAMP) $(TIDKIT_EXT)
 
 $(STAMP): requirements.txt requirements-dev.txt tidkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+tidkit-extension: $(TIDKIT_EXT)
+
+$(TIDKIT_EXT): tidkit/_hamming.c tidkit/setup.py $(STAMP)
+	cd tidkit && ../$(BIN)/python setup.py --quiet build_ext --inplace
 	touch $@
 
 # The browser's JavaScript dependencies (@noble/hashes for MD5), exactly as package-lock.json
@@ -40,7 +49,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Translations (English and Spanish) are compiled from locale/*.po; the .mo files are not in git.
-messages: $(STAMP)
+messages: $(STAMP) $(TIDKIT_EXT)
 	@command -v msgfmt >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
 	@$(BIN)/python manage.py compilemessages --ignore=.venv --verbosity 0
 
@@ -52,4 +61,4 @@ chromium:
 	}
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis tidkit/build tidkit/_hamming.*.so

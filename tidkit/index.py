@@ -61,22 +61,42 @@ import numpy as np
 from tidkit import formats
 from tidkit.errors import HashFormatError
 
+try:
+    from tidkit import _hamming
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "tidkit's compiled part (tidkit._hamming) is missing: install tidkit with "
+        "`pip install ./tidkit`, or build it in the source tree with `make tidkit-extension` "
+        "(or `python setup.py build_ext --inplace` in tidkit/)."
+    ) from exc
+
 __all__ = ["HammingIndex"]
 
 _DELTA_ROWS = 4096  # new hashes scanned by brute force before they are indexed as a segment
 _MERGE_RATIO = 4  # a segment merges into the one before it when larger than 1/4 of it
 _DEAD_SHARE = 0.25  # a segment is rebuilt without its removed rows past this share
 _BRUTE_SHARE = 0.25  # a query scans a segment when it would check more than this share of it
+_PROBE_COST = 2.0  # a probed slot costs about two candidates checked (two cache misses)
 _PROBE_OVERHEAD = 2000  # the fixed cost of probing a segment, in candidates checked
-_MAX_CHUNK_BITS = 22  # slot arrays of 2**22 int32 (16 MB per table) at most
-_BATCH_PROBES = 1 << 14  # probes looked up in one go: bounds temporaries, keeps them in cache
-_BATCH_CANDIDATES = 1 << 20  # candidates checked in one go
+_MAX_CHUNK_BITS = 23  # at most 2**23 slots per table
+_SHORT_ROWS = 1 << 24  # segments with fewer rows than this have 3-byte postings
+_FINE_BLOCK = 256  # a compact slot array has one uint32 per this many slots (_hamming.c) ...
+_FINE_LIMIT = 1 << 16  # ... and a uint16 offset from it per slot, when the offsets fit
 _BATCH_QUERIES = 1 << 20  # queries answered in one go (their numbers are packed in 23 bits)
-_BRUTE_CELLS = 1 << 20  # (query, hash) pairs compared in one go by the brute-force scan
 _BATCH_PARSE = 1 << 18  # hex hashes parsed in one go
 
-_MAGIC = b"TIDKHIX1"  # then a little-endian uint64 header length, the JSON header, the arrays
+_MAGIC = b"TIDKHIX2"  # then a little-endian uint64 header length, the JSON header, the arrays
+_OLD_MAGICS = (b"TIDKHIX1",)
 _ALIGN = 64
+
+
+class IndexFileError(ValueError):
+    """A file ``HammingIndex.load`` cannot use: not an index, or one written by an older tidkit
+    (``stale``), which is rebuilt from the hashes it was made of."""
+
+    def __init__(self, message: str, *, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale
 
 
 def _design_radius(bits: int) -> int:
@@ -115,7 +135,7 @@ def _levels(widths: Sequence[int], rows: int, radius: int) -> tuple[list[int], f
         if not level:
             return 0.0
         slots = _ball(width, level - 1)
-        return slots + slots * rows / (1 << width)
+        return slots * _PROBE_COST + slots * rows / (1 << width)
 
     if radius >= sum(widths):
         return None
@@ -130,119 +150,149 @@ def _levels(widths: Sequence[int], rows: int, radius: int) -> tuple[list[int], f
     return (levels, total) if total + _PROBE_OVERHEAD <= rows * _BRUTE_SHARE else None
 
 
-def _choose_widths(bits: int, rows: int) -> tuple[int, ...]:
+def _table_bytes(widths: Sequence[int], rows: int) -> float:
+    """Bytes per row of tables with these chunk widths (compact slot arrays)."""
+    slots = sum(1 << w for w in widths) * (2 + 4 / _FINE_BLOCK)
+    return len(widths) * (3 if rows < _SHORT_ROWS else 4) + slots / rows
+
+
+def _choose_widths(bits: int, rows: int, table_bytes: float) -> tuple[int, ...]:
     """Chunk widths for a segment of ``rows`` hashes: the cheapest at the design radius whose
-    slot arrays take at most half as much memory as its postings; () if scanning is cheaper."""
+    tables take at most ``table_bytes`` per row; () if scanning is cheaper. Chunks of one width
+    cover the hash from its first bit; fewer of them than would cover it all cost less memory
+    (the bits left out are still compared, just not indexed)."""
     best: tuple[float, tuple[int, ...]] = (math.inf, ())
     for width in range(8, _MAX_CHUNK_BITS + 1):
-        widths = _split(bits, -(-bits // width))
-        if sum(1 << w for w in widths) * 4 > rows * len(widths) * 2:
+        if (1 << width) > rows:  # most slots empty: the slot arrays would outweigh postings
             break
-        plan = _levels(widths, rows, _design_radius(bits))
-        if plan is not None and plan[1] < best[0]:
-            best = (plan[1], widths)
+        whole = -(-bits // width)
+        for count in range(1, whole + 1):
+            widths = _split(bits, count) if count == whole else (width,) * count
+            if _table_bytes(widths, rows) > table_bytes:
+                break
+            plan = _levels(widths, rows, _design_radius(bits))
+            if plan is not None and plan[1] < best[0]:
+                best = (plan[1], widths)
     return best[1]
 
 
-class _KeyLayout:
-    """Where each chunk's bits sit in the rows of 64-bit words (bit 0 is the hex string's first
-    bit). One object computes the keys of tables and of queries, so they always agree."""
-
-    def __init__(self, starts: Sequence[int], widths: Sequence[int]) -> None:
-        widths_ = np.array(widths, dtype=np.int64)
-        word, offset = np.divmod(np.array(starts, dtype=np.int64), 64)
-        end = offset + widths_
-        self.inside = np.flatnonzero(end <= 64)
-        self.straddle = np.flatnonzero(end > 64)  # chunks across two words
-        self.inside_words = word[self.inside]
-        self.inside_shift = (64 - end[self.inside]).astype(np.uint64)
-        self.straddle_words = word[self.straddle]
-        self.left = (end[self.straddle] - 64).astype(np.uint64)
-        self.right = (128 - end[self.straddle]).astype(np.uint64)
-        self.mask = (np.uint64(1) << widths_.astype(np.uint64)) - np.uint64(1)
-
-    def keys(self, hashes: np.ndarray) -> np.ndarray:
-        """(rows, chunks) chunk values."""
-        keys = np.empty((len(hashes), len(self.mask)), dtype=np.uint64)
-        keys[:, self.inside] = hashes[:, self.inside_words] >> self.inside_shift
-        if len(self.straddle):
-            high = hashes[:, self.straddle_words] << self.left
-            keys[:, self.straddle] = high | (hashes[:, self.straddle_words + 1] >> self.right)
-        keys &= self.mask
-        return keys
+def _chunk_values(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
+    """Bits ``[start, start + width)`` of each row (bit 0 is the hex string's first), as in
+    _hamming.c."""
+    word, offset = divmod(start, 64)
+    values = hashes[:, word] << np.uint64(offset)
+    if offset + width > 64:
+        values |= hashes[:, word + 1] >> np.uint64(64 - offset)
+    return values >> np.uint64(64 - width)
 
 
-def _distances(hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Hamming distances between paired rows (or broadcast rows) of 64-bit words."""
-    counts = np.bitwise_count(hashes ^ queries)
-    # Adding the word columns one by one is several times faster than .sum(axis=-1).
-    distances = counts[..., 0].astype(np.uint16)
-    for word in range(1, counts.shape[-1]):
-        distances += counts[..., word]
-    return distances
+def _compact_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
+    """Sorted ids as (base, uint32 offsets) when their range allows, else (0, int64)."""
+    if len(ids) and int(ids[-1]) - int(ids[0]) < 1 << 32:
+        return int(ids[0]), (ids - ids[0]).astype(np.uint32)
+    return 0, ids.astype(np.int64)
 
 
-class _Plan:
-    """The slots one query probes in a segment at one radius."""
-
-    __slots__ = ("chunks", "masks", "slot_base", "posting_base")
-
-    def __init__(self, segment: "_Segment", levels: Sequence[int]) -> None:
-        chunks, masks = [], []
-        for chunk, (width, level) in enumerate(zip(segment.widths, levels, strict=True)):
-            if level:
-                flips = _flip_masks(width, level - 1)
-                chunks.append(np.full(len(flips), chunk, dtype=np.int64))
-                masks.append(flips)
-        self.chunks = np.concatenate(chunks)
-        self.masks = np.concatenate(masks)
-        self.slot_base = segment.slot_starts[self.chunks]
-        self.posting_base = self.chunks * segment.n
+_NO_TABLES = np.zeros((0, 5), dtype=np.int64)
+_NO_PROBES = np.zeros((0, 2), dtype=np.int64)
 
 
 class _Segment:
-    """Hashes sorted by id, with one posting table per chunk (none for the delta). Immutable
-    except for tombstones (``alive``)."""
+    """Hashes sorted by id, with one table per chunk (none for the delta). Immutable except for
+    tombstones (``alive``).
+
+    A table lists the rows by chunk value: ``postings`` holds every table's rows (``stride``
+    bytes each, little-endian), and a slot array gives where each value's rows start: compact,
+    a uint32 in ``coarse`` per _FINE_BLOCK slots plus a uint16 in ``fine`` per slot, or, when
+    a table's offsets do not fit 16 bits (values shared by tens of thousands of rows), a plain
+    uint32 per slot in ``coarse``. ``tables`` describes each table in a row: first bit, width,
+    offset in ``coarse``, offset in ``fine`` (-1: plain) and offset in ``postings`` (bytes)."""
 
     def __init__(
         self,
         hashes: np.ndarray,
         ids: np.ndarray,
         alive: np.ndarray,
-        widths: Sequence[int],
-        slots: np.ndarray,
+        tables: np.ndarray,
+        coarse: np.ndarray,
+        fine: np.ndarray,
         postings: np.ndarray,
+        *,
+        id_base: int = 0,
     ) -> None:
         self.hashes, self.ids, self.alive = hashes, ids, alive
-        self.widths = tuple(int(w) for w in widths)
-        self.slots, self.postings = slots, postings  # slots: CSR offsets of every table, flat
+        self.tables, self.coarse, self.fine, self.postings = tables, coarse, fine, postings
+        self.id_base = id_base
         self.n = len(ids)
+        self.words = hashes.shape[1]
+        self.stride = len(postings) // (len(tables) * self.n) if len(tables) and self.n else 3
+        self.widths = tuple(int(w) for w in tables[:, 1])
         self.dead = self.n - int(np.count_nonzero(alive))
-        self.starts = np.cumsum((0, *self.widths), dtype=np.int64)[:-1]
-        self.layout = _KeyLayout(self.starts, self.widths)
-        self.slot_starts = np.cumsum([0] + [(1 << w) + 1 for w in self.widths[:-1]], dtype=np.int64)
-        self._plans: dict[int, _Plan | None] = {}
+        self.limit = int(self.n * _BRUTE_SHARE)
+        self._probes: dict[int, np.ndarray | None] = {}
+        if not (
+            hashes.dtype == np.uint64
+            and ids.dtype in (np.uint32, np.int64)
+            and alive.dtype == bool
+            and tables.dtype == np.int64
+            and tables.ndim == 2
+            and tables.shape[1] == 5
+            and coarse.dtype == np.uint32
+            and fine.dtype == np.uint16
+            and postings.dtype == np.uint8
+            and len(hashes) == len(alive) == self.n
+            and self.stride in (3, 4)
+            and len(postings) == len(tables) * self.n * self.stride
+            and (not len(tables) or (tables[:, 0] == np.cumsum([0, *self.widths[:-1]])).all())
+        ):
+            raise IndexFileError("The index's arrays do not fit together (a damaged file?).")
 
     @classmethod
-    def build(cls, bits: int, hashes: np.ndarray, ids: np.ndarray, *, indexed: bool) -> Self:
-        """A segment of these rows (ids sorted and unique), with tables if ``indexed`` and they
-        pay off at this size."""
+    def build(
+        cls, bits: int, hashes: np.ndarray, ids: np.ndarray, *, table_bytes: float = 0.0
+    ) -> Self:
+        """A segment of these rows (ids sorted and unique), with the tables that pay off at this
+        size within ``table_bytes`` per row (none: a scanned segment)."""
         n = len(ids)
-        widths = _choose_widths(bits, n) if indexed else ()
-        slots = np.zeros(sum((1 << w) + 1 for w in widths), dtype=np.int32)
-        postings = np.empty((len(widths), n), dtype=np.int32)
-        starts, slot = np.cumsum((0, *widths))[:-1], 0
-        for chunk, width in enumerate(widths):
-            keys = _KeyLayout(starts[chunk : chunk + 1], [width]).keys(hashes)[:, 0]
+        widths = _choose_widths(bits, n, table_bytes) if table_bytes else ()
+        stride = 3 if n < _SHORT_ROWS else 4
+        postings = np.empty(len(widths) * n * stride, dtype=np.uint8)
+        tables = np.zeros((len(widths), 5), dtype=np.int64)
+        # Filled in place: temporaries under glibc's mmap threshold would stay in the heap.
+        fine = np.empty(sum((1 << w) + 1 for w in widths), dtype=np.uint16)
+        coarse_parts, coarse_at, fine_at = [], 0, 0
+        first_bits = np.cumsum((0, *widths))[:-1]
+        for table, (start, width) in enumerate(zip(first_bits, widths, strict=True)):
+            keys = _chunk_values(hashes, int(start), width)
             # Sorting (key, row) packed in one word is several times faster than an argsort
             # (NumPy sorts 64-bit integers with SIMD), and keeps each slot's rows ascending.
             packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
             packed.sort()
-            postings[chunk] = packed.astype(np.uint32).view(np.int32)
-            counts = np.bincount(keys.view(np.int64), minlength=1 << width)
-            np.cumsum(counts, out=slots[slot + 1 : slot + (1 << width) + 1])
-            slot += (1 << width) + 1
-        return cls(hashes, ids, np.ones(n, dtype=bool), widths, slots, postings)
+            at = table * n * stride
+            rows = packed.view(np.uint8).reshape(n, 8)[:, :stride]  # little-endian low bytes
+            postings[at : at + n * stride].reshape(n, stride)[:] = rows
+            del packed, rows
+            slots = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(keys.view(np.int64), minlength=1 << width), out=slots[1:])
+            del keys
+            blocks = slots[::_FINE_BLOCK].copy()
+            slots -= np.repeat(blocks, _FINE_BLOCK)[: len(slots)]
+            if int(slots.max()) < _FINE_LIMIT:
+                tables[table] = (start, width, coarse_at, fine_at, at)
+                coarse_parts.append(blocks.astype(np.uint32))
+                fine[fine_at : fine_at + len(slots)] = slots
+                fine_at += len(slots)
+            else:  # a hot value: this table's slot array stays plain
+                tables[table] = (start, width, coarse_at, -1, at)
+                slots += np.repeat(blocks, _FINE_BLOCK)[: len(slots)]
+                coarse_parts.append(slots.astype(np.uint32))
+            coarse_at += len(coarse_parts[-1])
+        coarse = np.concatenate([np.zeros(0, np.uint32), *coarse_parts])
+        if fine_at < len(fine):
+            fine = fine[:fine_at].copy()
+        id_base, ids_ = _compact_ids(ids)
+        alive = np.ones(n, dtype=bool)
+        return cls(hashes, ids_, alive, tables, coarse, fine, postings, id_base=id_base)
 
     @property
     def live(self) -> int:
@@ -250,15 +300,21 @@ class _Segment:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.hashes, self.ids, self.alive, self.slots, self.postings)
-        return sum(a.nbytes for a in arrays)
+        arrays = (self.hashes, self.ids, self.alive, self.tables, self.coarse, self.fine)
+        return sum(a.nbytes for a in arrays) + self.postings.nbytes
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.ids[rows].astype(np.int64) + self.id_base
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """The live rows holding ``ids`` (those not here are skipped)."""
         if not self.n:
             return np.zeros(0, dtype=np.int64)
-        rows = np.minimum(np.searchsorted(self.ids, ids), self.n - 1)
-        return rows[(self.ids[rows] == ids) & self.alive[rows]]
+        low, high = self.id_base, self.id_base + int(self.ids[-1])
+        offsets = ids[(ids >= low) & (ids <= high)] - low  # (no overflow within the range)
+        offsets = offsets.astype(self.ids.dtype)
+        rows = np.minimum(np.searchsorted(self.ids, offsets), self.n - 1)
+        return rows[(self.ids[rows] == offsets) & self.alive[rows]]
 
     def kill(self, ids: np.ndarray) -> None:
         rows = self.rows_of(ids)
@@ -266,101 +322,56 @@ class _Segment:
         self.dead += len(rows)
 
     def live_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, ids) of the live rows."""
         if not self.dead:
-            return self.hashes, self.ids
-        return self.hashes[self.alive], self.ids[self.alive]
+            return self.hashes, self.ids_of(slice(None))
+        return self.hashes[self.alive], self.ids_of(self.alive)
 
-    def plan(self, radius: int) -> _Plan | None:
-        if radius not in self._plans:
-            levels = _levels(self.widths, self.n, radius) if self.widths else None
-            self._plans[radius] = _Plan(self, levels[0]) if levels else None
-        return self._plans[radius]
+    def probes(self, radius: int) -> np.ndarray | None:
+        """(table, XOR mask) of every slot a query probes at ``radius``; None: scan instead."""
+        if radius not in self._probes:
+            plan = _levels(self.widths, self.n, radius) if self.widths else None
+            probes = None
+            if plan is not None:
+                parts = [
+                    np.stack((np.full(len(masks), table), masks), axis=1)
+                    for table, (width, level) in enumerate(zip(self.widths, plan[0], strict=True))
+                    if level
+                    for masks in [_flip_masks(width, level - 1)]
+                ]
+                probes = np.concatenate(parts)
+            self._probes[radius] = probes
+        return self._probes[radius]
 
-    def search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-        """(query number, id, distance) of every live row within ``radius`` of one of the
-        ``queries`` (at most _BATCH_QUERIES), sorted in that order."""
-        plan = self.plan(radius)
-        found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint16))]
-        if plan is None:
-            found.append(self._scan(queries, np.arange(len(queries)), radius))
-        else:
-            keys = self.layout.keys(queries).view(np.int64)
-            group = max(1, _BATCH_PROBES // len(plan.chunks))
-            for first in range(0, len(queries), group):
-                last = min(first + group, len(queries))
-                found += self._probe(queries, keys, first, last, radius, plan)
-        numbers, rows, distances = (np.concatenate(parts) for parts in zip(*found, strict=True))
-        if not len(rows):
-            return numbers, rows, distances
-        keep = self.alive[rows]
-        # Sort by (query, distance, row) packed in one word (rows are in id order), and keep one
-        # of each hash found through several chunks.
-        packed = numbers[keep].astype(np.uint64) << np.uint64(41)
-        packed |= distances[keep].astype(np.uint64) << np.uint64(32)
-        packed |= rows[keep].astype(np.uint64)
-        packed.sort()  # (np.unique hashes first, which is slower here)
-        fresh = np.ones(len(packed), dtype=bool)
-        fresh[1:] = packed[1:] != packed[:-1]
-        packed = packed[fresh]
-        rows = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        distances = (packed >> np.uint64(32)).astype(np.int64) & 0x1FF
-        return (packed >> np.uint64(41)).astype(np.int64), self.ids[rows], distances
-
-    def _probe(
-        self, queries: np.ndarray, keys: np.ndarray, first: int, last: int, radius: int, plan: _Plan
-    ) -> list[tuple[np.ndarray, ...]]:
-        slots = (keys[first:last, plan.chunks] ^ plan.masks) + plan.slot_base  # (query, probe)
-        starts = np.take(self.slots, slots)
-        lengths = np.take(self.slots, slots + 1) - starts
-        per_query = lengths.sum(axis=1, dtype=np.int64)
-        hot = per_query > self.n * _BRUTE_SHARE  # a hot chunk value: scanning is cheaper
-        found = []
-        if hot.any():
-            found.append(self._scan(queries, first + np.flatnonzero(hot), radius))
-            lengths[hot], per_query[hot] = 0, 0
-        starts = starts + plan.posting_base
-        # Queries whose candidates add up to _BATCH_CANDIDATES (or one query) at a time.
-        total = np.cumsum(per_query)
-        begin = 0
-        while begin < len(per_query):
-            end = int(np.searchsorted(total, total[begin] - per_query[begin] + _BATCH_CANDIDATES))
-            end = max(end, begin + 1)
-            lengths_ = lengths[begin:end].ravel()
-            ends = np.cumsum(lengths_)
-            # Positions of every candidate: each probed slot's run of postings, end to end.
-            positions = np.repeat(starts[begin:end].ravel() - (ends - lengths_), lengths_)
-            positions += np.arange(len(positions))
-            rows = np.take(self.postings, positions)
-            numbers = np.repeat(np.arange(first + begin, first + end), per_query[begin:end])
-            distances = _distances(
-                np.take(self.hashes, rows, axis=0), np.take(queries, numbers, axis=0)
-            )
-            hits = np.flatnonzero(distances <= radius)
-            found.append((numbers[hits], rows[hits], distances[hits]))
-            begin = end
-        return found
-
-    def _scan(
-        self, queries: np.ndarray, numbers: np.ndarray, radius: int
-    ) -> tuple[np.ndarray, ...]:
-        """Brute force: queries ``numbers`` against every row."""
-        found = []
-        block = max(1, _BRUTE_CELLS // max(len(numbers), 1))
-        for at in range(0, self.n, block):
-            distances = _distances(self.hashes[None, at : at + block], queries[numbers, None])
-            which, rows = np.nonzero(distances <= radius)
-            found.append((numbers[which], rows + at, distances[which, rows]))
-        if not found:
-            return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint16))
-        return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))
+    def search(self, queries: np.ndarray, radius: int) -> np.ndarray:
+        """Every live row within ``radius`` of one of the ``queries`` (at most _BATCH_QUERIES),
+        packed as query number << 41 | distance << 32 | row, sorted (see _hamming.c)."""
+        probes = self.probes(radius)
+        tables = self.tables if probes is not None else _NO_TABLES
+        found = _hamming.search(
+            self.hashes,
+            self.alive,
+            self.words,
+            self.stride,
+            tables,
+            self.coarse,
+            self.fine,
+            self.postings,
+            probes if probes is not None else _NO_PROBES,
+            queries,
+            radius,
+            self.limit,
+        )
+        return np.frombuffer(found, dtype=np.uint64)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             "hashes": self.hashes,
             "ids": self.ids,
             "alive": self.alive,
-            "widths": np.array(self.widths, dtype=np.int64),
-            "slots": self.slots,
+            "tables": self.tables,
+            "coarse": self.coarse,
+            "fine": self.fine,
             "postings": self.postings,
         }
 
@@ -368,17 +379,26 @@ class _Segment:
 class HammingIndex:
     """An exact radius index of fixed-width hex hashes, keyed by integer ids.
 
+    ``memory`` caps the index at about that many times the raw bytes of its hashes (for PDQ, 2
+    keeps 10 million hashes under 640 MB), at a cost in speed (see the module docstring);
+    None (the default) gives the fastest layout.
+
     >>> index = HammingIndex(bits=64)
     >>> index.add([1, 2], ["ffffffffffffffff", "0000000000000000"])
     >>> index.query("fffffffffffffff0", radius=8)
     [(1, 4)]
     """
 
-    def __init__(self, bits: int = 256) -> None:
+    def __init__(self, bits: int = 256, *, memory: float | None = None) -> None:
         if bits not in (64, 256):
             raise ValueError("bits is 64 (pHash) or 256 (PDQ)")
+        if memory is not None and not memory >= 1:
+            raise ValueError("memory is a multiple of the hashes' own bytes, at least 1")
         self.bits = bits
         self.words = bits // 64
+        self.memory = memory
+        # Bytes per hash left for tables: the hash itself, a 4-byte id and a tombstone come first.
+        self._table_bytes = math.inf if memory is None else (memory - 1) * bits / 8 - 5
         self._segments: tuple[_Segment, ...] = ()  # indexed, oldest (and largest) first
         self._delta = self._flat(np.zeros((0, self.words), np.uint64), np.zeros(0, np.int64))
 
@@ -409,13 +429,14 @@ class HammingIndex:
         self._discard(ids_)
         delta = self._delta
         if delta.n:
-            ids_, rows = np.concatenate((delta.ids, ids_)), np.concatenate((delta.hashes, rows))
+            hashes, present = delta.live_rows()
+            ids_, rows = np.concatenate((present, ids_)), np.concatenate((hashes, rows))
             order = np.argsort(ids_, kind="stable")
             ids_, rows = ids_[order], rows[order]
         if len(ids_) <= _DELTA_ROWS:
             self._delta = self._flat(rows, ids_)
             return
-        segment = _Segment.build(self.bits, rows, ids_, indexed=True)
+        segment = self._indexed(rows, ids_)
         self._delta = self._flat(rows[:0], ids_[:0])
         self._segments = self._rebalance([*self._segments, segment])
 
@@ -438,19 +459,30 @@ class HammingIndex:
         queries, radius = self._parse(hex_hashes), operator.index(radius)
         if radius < 0:
             return [[] for _ in range(len(queries))]
-        segments = (*self._segments, self._delta)  # one consistent view
+        radius = min(radius, self.bits)
+        segments = [s for s in (*self._segments, self._delta) if s.n]  # one consistent view
         answers = []
         for first in range(0, len(queries), _BATCH_QUERIES):
             batch = queries[first : first + _BATCH_QUERIES]
-            found = [f for f in (s.search(batch, radius) for s in segments) if len(f[0])]
-            if not found:
+            parts = []
+            for segment in segments:
+                packed = segment.search(batch, radius)
+                if len(packed):
+                    rows = packed & np.uint64(0xFFFFFFFF)
+                    distances = (packed >> np.uint64(32)) & np.uint64(0x1FF)
+                    parts.append((packed >> np.uint64(41), segment.ids_of(rows), distances))
+            if not parts:
                 answers += [[] for _ in range(len(batch))]
                 continue
-            numbers, ids, distances = (np.concatenate(parts) for parts in zip(*found, strict=True))
-            if len(found) > 1:  # each part is sorted; an id is in one segment only
+            numbers, ids, distances = parts[0]
+            if len(parts) > 1:  # each part is sorted; an id is in one segment only
+                numbers, ids, distances = (np.concatenate(p) for p in zip(*parts, strict=True))
                 order = np.lexsort((ids, distances, numbers))
                 numbers, ids, distances = numbers[order], ids[order], distances[order]
             pairs = list(zip(ids.tolist(), distances.tolist(), strict=True))
+            if len(batch) == 1:
+                answers.append(pairs)
+                continue
             bounds = np.searchsorted(numbers, np.arange(len(batch) + 1)).tolist()
             answers += [pairs[bounds[i] : bounds[i + 1]] for i in range(len(batch))]
         return answers
@@ -459,13 +491,13 @@ class HammingIndex:
         """Write the index to ``path`` (one file, replaced atomically) for ``load``."""
         path = Path(path)
         segments = [*self._segments, self._delta]
-        header: dict = {"bits": self.bits, "segments": []}
+        header: dict = {"bits": self.bits, "memory": self.memory, "segments": []}
         arrays, offset = [], 0
         for segment in segments:
-            described = {}
+            described: dict = {"id_base": segment.id_base, "arrays": {}}
             for name, array in segment.arrays().items():
                 array = np.ascontiguousarray(array)
-                described[name] = [offset, array.dtype.str, list(array.shape)]
+                described["arrays"][name] = [offset, array.dtype.str, list(array.shape)]
                 arrays.append((offset, array))
                 offset += -(-array.nbytes // _ALIGN) * _ALIGN
             header["segments"].append(described)
@@ -485,34 +517,51 @@ class HammingIndex:
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """An index written by ``save``, mapped from the file (not read into memory up front).
-        Changes made afterwards stay in this process; the file is never written."""
+        Changes made afterwards stay in this process; the file is never written. Raises
+        IndexFileError if the file is not an index of this version of tidkit (``stale`` if an
+        older one wrote it: build it again from the hashes)."""
         with open(path, "rb") as fh:
-            if fh.read(len(_MAGIC)) != _MAGIC:
-                raise ValueError(f"{path} is not a tidkit index file")
+            magic = fh.read(len(_MAGIC))
+            if magic in _OLD_MAGICS:
+                raise IndexFileError(
+                    f"{path} was written by an older tidkit: build the index again.", stale=True
+                )
+            if magic != _MAGIC:
+                raise IndexFileError(f"{path} is not a tidkit index file")
             encoded = fh.read(int.from_bytes(fh.read(8), "little"))
-            header = json.loads(encoded)
+            try:
+                header = json.loads(encoded)
+                bits, memory, described = header["bits"], header["memory"], header["segments"]
+            except (ValueError, KeyError, TypeError):
+                raise IndexFileError(f"{path} is not a tidkit index file") from None
             # ACCESS_COPY: tombstones written later go to private pages, never to the file.
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
         base = -(-(len(_MAGIC) + 8 + len(encoded)) // _ALIGN) * _ALIGN
-        index = cls(bits=header["bits"])
+        index = cls(bits=bits, memory=memory)
 
         def array(offset: int, dtype: str, shape: list[int]) -> np.ndarray:
             count = math.prod(shape)
-            data = np.frombuffer(mapped, dtype=dtype, count=count, offset=base + offset)
+            try:
+                data = np.frombuffer(mapped, dtype=dtype, count=count, offset=base + offset)
+            except ValueError:
+                raise IndexFileError(f"{path} is cut short") from None
             return data.reshape(shape)
 
         def segment(described: dict) -> _Segment:
-            arrays = {name: array(*spec) for name, spec in described.items()}
+            arrays = {name: array(*spec) for name, spec in described["arrays"].items()}
             for name, data in arrays.items():
                 data.flags.writeable = name == "alive"  # only tombstones change in place
-            return _Segment(**arrays)
+            return _Segment(**arrays, id_base=described["id_base"])
 
-        segments = [segment(described) for described in header["segments"]]
+        segments = [segment(part) for part in described]
         index._segments, index._delta = tuple(segments[:-1]), segments[-1]
         return index
 
     def _flat(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment:
-        return _Segment.build(self.bits, hashes, ids, indexed=False)
+        return _Segment.build(self.bits, hashes, ids)
+
+    def _indexed(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment:
+        return _Segment.build(self.bits, hashes, ids, table_bytes=self._table_bytes)
 
     def _discard(self, ids: np.ndarray) -> None:
         """Remove ``ids`` (sorted, unique) wherever they are."""
@@ -520,8 +569,9 @@ class HammingIndex:
             segment.kill(ids)
         delta = self._delta
         if len(delta.rows_of(ids)):
-            keep = ~np.isin(delta.ids, ids)
-            self._delta = self._flat(delta.hashes[keep], delta.ids[keep])
+            hashes, present = delta.live_rows()
+            keep = ~np.isin(present, ids)
+            self._delta = self._flat(hashes[keep], present[keep])
 
     def _rebalance(self, segments: list[_Segment]) -> tuple[_Segment, ...]:
         """Rebuild segments that are a quarter dead; merge any segment larger than a quarter of
@@ -529,7 +579,7 @@ class HammingIndex:
         (few segments), and a hash is re-indexed a logarithmic number of times."""
         for i, segment in enumerate(segments):
             if segment.dead > segment.n * _DEAD_SHARE:
-                segments[i] = _Segment.build(self.bits, *segment.live_rows(), indexed=True)
+                segments[i] = self._indexed(*segment.live_rows())
         segments = [s for s in segments if s.live]
         i = 1
         while i < len(segments):
@@ -540,9 +590,7 @@ class HammingIndex:
                 ids_ = np.concatenate((ids_a, ids_b))
                 order = np.argsort(ids_, kind="stable")
                 hashes = np.concatenate((hashes_a, hashes_b))[order]
-                segments[i - 1 : i + 1] = [
-                    _Segment.build(self.bits, hashes, ids_[order], indexed=True)
-                ]
+                segments[i - 1 : i + 1] = [self._indexed(hashes, ids_[order])]
                 i = max(1, i - 1)
             else:
                 i += 1

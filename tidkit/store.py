@@ -30,7 +30,7 @@ import numpy as np
 
 from tidkit import formats
 from tidkit.errors import HashFormatError, TidkitError
-from tidkit.index import HammingIndex
+from tidkit.index import HammingIndex, IndexFileError
 
 __all__ = ["Entry", "ListDataError", "LocalList", "Match"]
 
@@ -531,7 +531,14 @@ class LocalList:
         local = cls(next_number=next_number)
         local._set_base(_Columns(**arrays, frames=frames))
         for hash_type, name in INDEX_FILES.items():
-            local._indexes[hash_type] = HammingIndex.load(directory / name)
+            try:
+                local._indexes[hash_type] = HammingIndex.load(directory / name)
+            except IndexFileError as exc:
+                if not exc.stale:
+                    raise
+                # Written by an older tidkit: build it again from the columns, which hold the
+                # same hashes (the next compaction writes the new format).
+                local._index_base(hash_type)
         return local
 
     @classmethod
@@ -548,14 +555,20 @@ class LocalList:
             raise ListDataError("An entry is listed more than once.")
         local = cls(next_number=len(columns) + 1)
         local._set_base(columns)
-        for hash_type, index in local._indexes.items():
-            rows = np.flatnonzero(columns.kinds == KIND[hash_type])
-            width = VALUE_BYTES[hash_type]
-            for start in range(0, len(rows), _INDEX_BATCH):
-                batch = rows[start : start + _INDEX_BATCH]
-                hexes = [bytes(v).hex() for v in columns.values[batch, :width]]
-                index.add(columns.numbers[batch].tolist(), hexes)
+        for hash_type in local._indexes:
+            local._index_base(hash_type)
         return local
+
+    def _index_base(self, hash_type: str) -> None:
+        """A new index of ``hash_type`` holding the base columns' hashes of that type."""
+        columns = self._base
+        index = self._indexes[hash_type] = HammingIndex(bits=self._indexes[hash_type].bits)
+        rows = np.flatnonzero(columns.kinds == KIND[hash_type])
+        width = VALUE_BYTES[hash_type]
+        for start in range(0, len(rows), _INDEX_BATCH):
+            batch = rows[start : start + _INDEX_BATCH]
+            hexes = [bytes(v).hex() for v in columns.values[batch, :width]]
+            index.add(columns.numbers[batch].tolist(), hexes)
 
     def _set_base(self, columns: _Columns) -> None:
         self._base = columns

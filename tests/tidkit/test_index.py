@@ -1,8 +1,13 @@
 """tidkit.index.HammingIndex answers exactly what brute force answers, for every radius, on
-uniform and clustered hash sets, through adds, removals, replacements, saves and loads."""
+uniform and clustered hash sets, through adds, removals, replacements, saves and loads, in
+every table layout; damaged and outdated files are refused or rebuilt, never read blindly."""
 
 import hashlib
+import json
+import random
 import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidkit import HashFormatError
-from tidkit.index import HammingIndex, _levels
+from tidkit.index import HammingIndex, IndexFileError, _levels
+from tidkit.store import Entry, LocalList
 
 MAX_RADIUS = {256: 31, 64: 8}  # PDQ and pHash match distances
 POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
@@ -197,10 +203,7 @@ def test_a_hash_is_found_through_its_only_close_chunk(bits):
             assert (row, radius) in index.query(query, radius), (only, level)
 
 
-SMALL_BATCHES = [
-    {"_BATCH_PROBES": 64, "_BATCH_CANDIDATES": 50, "_BATCH_QUERIES": 3, "_BRUTE_CELLS": 1000},
-    {"_BATCH_CANDIDATES": 1500, "_BATCH_PARSE": 7},
-]
+SMALL_BATCHES = [{"_BATCH_QUERIES": 3}, {"_BATCH_PARSE": 7}]
 
 
 @pytest.mark.parametrize("bits", [64, 256])
@@ -216,6 +219,69 @@ def test_work_split_into_small_batches_gives_the_same_answers(bits, sizes, monke
     index = HammingIndex(bits=bits)
     index.add(list(model), list(model.values()))
     assert_matches_brute_force(index, model, queries, [0, MAX_RADIUS[bits], 3 * MAX_RADIUS[bits]])
+
+
+# Layouts that large or skewed lists get, forced on a small one: 4-byte postings (segments of
+# 2**24 rows or more), plain slot arrays (a block of slots holding 65,536 rows or more, which
+# hot chunk values give), and the fewer tables of a memory cap.
+LAYOUTS = {
+    "4-byte postings": ({"_SHORT_ROWS": 1000}, None),
+    "plain slot arrays": ({"_FINE_LIMIT": 1}, None),
+    "plain and compact slot arrays": ({"_FINE_LIMIT": 5000}, None),  # the zeroed half only
+    "memory cap": ({}, {256: 2.5, 64: 3.0}),  # (under 2x, 30,000 hashes are cheaper scanned)
+}
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_the_same_answers(bits, layout, monkeypatch, tmp_path):
+    constants, memory = LAYOUTS[layout]
+    for name, value in constants.items():
+        monkeypatch.setattr(f"tidkit.index.{name}", value)
+    rng = np.random.default_rng(13)
+    data = hash_set(rng, bits, 30000, "hot chunks")
+    model = dict(enumerate(hexes(data)))
+    queries = queries_near(rng, data, bits, 16)
+    memory = memory and memory[bits]
+    index = HammingIndex(bits=bits, memory=memory)
+    index.add(list(model), list(model.values()))
+    (segment,) = index._segments
+    plain = segment.tables[:, 3] < 0
+    if layout == "4-byte postings":
+        assert segment.stride == 4
+    elif layout == "plain slot arrays":
+        assert plain.all()
+    elif layout == "plain and compact slot arrays":
+        assert plain.any() and not plain.all()
+    if memory is not None:
+        fastest = HammingIndex(bits)._indexed(*segment.live_rows())
+        assert 0 < len(segment.widths) < len(fastest.widths)
+        assert index.nbytes < memory * len(data) * bits / 8
+    for copy in (index, _saved_and_loaded(index, tmp_path)):
+        assert_matches_brute_force(copy, model, queries, [0, MAX_RADIUS[bits]])
+
+
+def _saved_and_loaded(index: HammingIndex, folder: Path) -> HammingIndex:
+    index.save(folder / "copy.index")
+    return HammingIndex.load(folder / "copy.index")
+
+
+def test_memory_must_be_a_sensible_multiple():
+    for memory in (0, 0.5, float("nan")):
+        with pytest.raises(ValueError, match="memory"):
+            HammingIndex(memory=memory)
+
+
+def test_threads_query_at_once_with_the_same_answers():
+    """The search releases the GIL: threads run it in parallel over shared arrays."""
+    rng = np.random.default_rng(17)
+    data = hash_set(rng, 256, 40000, "families")
+    index = HammingIndex()
+    index.add(list(range(len(data))), hexes(data))
+    batches = [queries_near(rng, data, 256, 8) for _ in range(16)]
+    expected = [index.query_many(batch, 31) for batch in batches]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda batch: index.query_many(batch, 31), batches)) == expected
 
 
 def test_radii_beyond_the_match_distance_are_exact_too():
@@ -266,8 +332,50 @@ def test_a_loaded_index_never_writes_to_its_file(tmp_path):
 
 def test_loading_something_else_is_refused(tmp_path):
     (tmp_path / "x.index").write_bytes(b"PK\x03\x04 not an index")
-    with pytest.raises(ValueError, match="not a tidkit index"):
+    with pytest.raises(IndexFileError, match="not a tidkit index") as refused:
         HammingIndex.load(tmp_path / "x.index")
+    assert not refused.value.stale
+
+
+def _pdq_index_file(folder: Path) -> tuple[Path, dict, int]:
+    """A saved index of 20,000 PDQ hashes, its header and where its arrays start."""
+    data = hash_set(np.random.default_rng(19), 256, 20000, "uniform")
+    index = HammingIndex()
+    index.add(list(range(len(data))), hexes(data))
+    index.save(folder / "pdq.index")
+    raw = (folder / "pdq.index").read_bytes()
+    length = int.from_bytes(raw[8:16], "little")
+    return folder / "pdq.index", json.loads(raw[16 : 16 + length]), -(-(16 + length) // 64) * 64
+
+
+def test_a_damaged_file_is_refused_not_read_out_of_bounds(tmp_path):
+    path, header, base = _pdq_index_file(tmp_path)
+    offset, _dtype, shape = header["segments"][0]["arrays"]["postings"]
+    raw = bytearray(path.read_bytes())
+    raw[base + offset : base + offset + shape[0]] = b"\xff" * shape[0]  # rows past the end
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="point outside"):
+        HammingIndex.load(path).query("0" * 64, 31)
+    path.write_bytes(bytes(raw[: base + offset + 100]))  # cut short
+    with pytest.raises(IndexFileError, match="cut short"):
+        HammingIndex.load(path)
+
+
+def test_an_index_file_of_an_older_tidkit_is_rebuilt_by_the_local_list(tmp_path):
+    """tidkit sync's saved lists hold the hashes themselves: a list whose index files an older
+    tidkit wrote opens with its indexes built again, and matches as before."""
+    rng = random.Random(23)
+    values = [f"{rng.getrandbits(256):064x}" for _ in range(6000)]
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in values]
+    entries = [Entry(i, "pdq", v, "image", 90) for i, v in zip(ids, values, strict=True)]
+    LocalList.from_entries(entries).save(tmp_path)
+    (tmp_path / "pdq.index").write_bytes(b"TIDKHIX1" + b"\0" * 64)  # the first format
+    with pytest.raises(IndexFileError, match="older tidkit") as refused:
+        HammingIndex.load(tmp_path / "pdq.index")
+    assert refused.value.stale
+    local = LocalList.load(tmp_path)
+    near = values[7][:-2] + ("00" if values[7][-2:] != "00" else "ff")
+    assert {m.entry_id for m in local.match({"pdq": near, "pdq_quality": 90})} == {ids[7]}
 
 
 @pytest.mark.parametrize("bad", ["ab" * 31, "zz" * 32, "ab " * 21 + "a", None])
