@@ -26,36 +26,36 @@ answers one query per call (``query``) and in batches of 100 (``query_many``); f
 per ``range_search`` call and the whole sample in one; brute force one at a time. Everything
 runs in this one process, so nothing forks after faiss's OpenMP threads start.
 
-Measured on the development VM (AMD EPYC with AVX-512, one core; numpy 2.4.6, faiss-cpu 1.15.1),
-queries per second:
+Measured on the development VM (AMD EPYC, one core; numpy 2.4.6, faiss-cpu 1.15.1) while other
+work kept its two cores busy (load average 4 to 7), queries per second (one at a time / in
+batches of 100; faiss one per call / the whole sample; NumPy one at a time):
 
-    hashes     data        tidkit query  tidkit batch  faiss 1/call  faiss batch  NumPy
-    1M PDQ     uniform            8,810        16,613         1,123        1,183    116
-    1M PDQ     clustered          7,784        13,046         1,156        1,205    117
-    1M PDQ     viral              5,760         7,961         1,171        1,221    117
-    1M pHash   uniform           13,036        28,911         3,182        3,248  1,159
-    1M pHash   clustered         13,161        26,599         3,080        3,188  1,029
-    1M pHash   viral              7,750        11,458         3,014        3,086  1,007
-    10M PDQ    uniform            3,990         4,836            94           95      6
-    10M PDQ    clustered          2,383         2,471            92           94      6
-    10M PDQ    viral              1,034           980            91           93      6
-    10M pHash  uniform            8,830        16,420           284          289     47
-    10M pHash  clustered          6,971        10,610           295          300     37
-    10M pHash  viral              1,722         1,813           296          301     47
+    hashes     data        tidkit             tidkit memory=2    faiss          NumPy
+    1M PDQ     uniform     17,729 / 22,842    1,212 / 1,327        846 / 950       83
+    1M PDQ     clustered   14,593 / 18,430    1,032 / 1,133        869 / 922       80
+    1M pHash   uniform     36,774 / 60,091    1,142 / 1,197      1,872 / 2,014    738
+    1M pHash   clustered   25,150 / 36,404    1,138 / 1,187      1,811 / 2,001    718
+    10M PDQ    uniform      6,269 / 7,024       384 / 411           83 / 83         5
+    10M PDQ    clustered    4,394 / 4,835       388 / 397           79 / 82         5
+    10M pHash  uniform     15,085 / 18,773      117 / 120          193 / 199       25
+    10M pHash  clustered    9,574 / 10,803      118 / 120          193 / 198       25
 
-Memory, build and load (tidkit's size is 3.2x-4.3x the raw hash bytes; see tidkit/index.py):
+Memory (the index's arrays, and the RSS its build left; the memory=2 index is built second, in
+memory the first one's build freed, so its RSS figure can read low), build and load:
 
-    hashes     tidkit MiB  faiss MiB  tidkit build s  faiss build s  tidkit load s  faiss load s
-    1M PDQ            111         31             0.5           0.00          0.001         0.003
-    1M pHash           32          8             0.1           0.00          0.001         0.001
-    10M PDQ           977        305             5.4           0.15          0.001         0.14
-    10M pHash         309         76             0.9           0.03          0.001         0.03
+    hashes     tidkit MiB (x raw)  RSS left  memory=2 MiB (x raw)  faiss MiB  tidkit build s  load s
+    1M PDQ              84 (2.77)       119             60 (1.97)         31             1.1   0.000
+    1M pHash            24 (3.15)         -             12 (1.62)          8             0.3   0.000
+    10M PDQ            845 (2.77)       835            598 (1.96)        305            17.4   0.001
+    10M pHash          226 (2.96)       226            124 (1.62)         76             4.1   0.001
 
-tidkit's first query after loading took 1-5 ms (pages come in as they are touched).
-After the burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.05 s of CPU),
-10M PDQ uniform answered 3,200 queries/s: the new hashes sit in small segments until merged.
-The viral case returns 2,500 matches per PDQ query on average, and building those lists is
-most of its time.
+So at 10 million PDQ hashes the default layout answers 55 to 75 times faiss IndexBinaryFlat in
+2.77 times the raw hash bytes, and ``memory=2`` stays under twice the raw bytes (598 MiB, its
+build leaving 592) at about 5 times faiss: both at once are out of reach (tidkit/index.py says
+why). A pHash index has no tables under 2x: capped, it scans, slower than faiss's scan.
+tidkit's first query after loading took 1-28 ms (pages come in as they are touched). After the
+burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.3 s of CPU), 10M PDQ
+uniform answered 5,800 queries/s: the new hashes sit in small segments until merged.
 """
 
 import argparse
@@ -102,6 +102,16 @@ def peak_reset() -> float:
 
 def peak_since(base: float) -> float:
     return _status("VmHWM") - base
+
+
+def rss_since(base: float) -> float:
+    """What a build left in memory (MB): the RSS now, less that before it."""
+    gc.collect()
+    return _status("VmRSS") - base
+
+
+def describe(index: HammingIndex) -> str:
+    return ", ".join(f"{s.n:,} rows in {len(s.widths)} chunks" for s in index._segments)
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -245,38 +255,48 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     rows: dict[str, dict] = {}
     print(f"\n== {size:,} {hash_type} hashes, {shape}, radius {radius} ==", flush=True)
 
-    # tidkit.index
-    data_hexes, ids = hexes(data), list(range(size))
-    base = peak_reset()
-    index = HammingIndex(bits=bits)
-    _, build, _ = timed(index.add, ids, data_hexes)
-    ours_peak = peak_since(base)
-    del data_hexes, ids
-    _, wall, cpu_single = timed(lambda: [index.query(h, radius) for h in query_hexes])
-    batches = [query_hexes[i : i + 100] for i in range(0, count, 100)]
-    _, wall, cpu_batch = timed(lambda: [index.query_many(b, radius) for b in batches])
+    # tidkit.index: the fastest layout, then (while it is still in memory) one capped at twice
+    # the raw hash bytes
+    def build_tidkit(memory: float | None) -> tuple[HammingIndex, dict]:
+        data_hexes, ids = hexes(data), list(range(size))
+        base = peak_reset()
+        index = HammingIndex(bits=bits, memory=memory)
+        _, build, _ = timed(index.add, ids, data_hexes)
+        peak, left = peak_since(base), rss_since(base)
+        del data_hexes, ids
+        _, wall, cpu_single = timed(lambda: [index.query(h, radius) for h in query_hexes])
+        batches = [query_hexes[i : i + 100] for i in range(0, count, 100)]
+        _, wall, cpu_batch = timed(lambda: [index.query_many(b, radius) for b in batches])
+        row = {
+            "build": build,
+            "qps": f"{count / cpu_single:,.0f} / {count / cpu_batch:,.0f}",
+            "mb": index.nbytes / 2**20,
+            "peak": peak,
+            "left": left,
+        }
+        return index, row
+
+    index, rows["tidkit.index"] = build_tidkit(None)
     ours = index.query_many(query_hexes[:sample], radius)
+    capped, rows["tidkit.index memory=2"] = build_tidkit(2.0)
+    assert capped.query_many(query_hexes[:sample], radius) == ours, "the two layouts differ"
+    capped_layout = describe(capped)
+    del capped
     path = folder / f"{hash_type}.index"
     _, save, _ = timed(index.save, path)
     loaded, load, _ = timed(HammingIndex.load, path)
     _, first, _ = timed(loaded.query, query_hexes[0], radius)
     assert loaded.query_many(query_hexes[:sample], radius) == ours
     matches = sum(len(r) for r in ours) / sample
-    layout = ", ".join(f"{s.n:,} rows in {len(s.widths)} chunks" for s in index._segments)
-    rows["tidkit.index"] = {
-        "build": build,
-        "qps": f"{count / cpu_single:,.0f} / {count / cpu_batch:,.0f}",
-        "mb": index.nbytes / 2**20,
-        "peak": ours_peak,
-        "load": f"{load:.3f} (+{first * 1000:.0f} ms 1st query)",
-    }
+    rows["tidkit.index"]["load"] = f"{load:.3f} (+{first * 1000:.0f} ms 1st query)"
+    rows["tidkit.index memory=2"]["load"] = "(the same)"
     del loaded
 
     # numpy brute force
     text = hexes(data)
     base = peak_reset()
     words, build, _ = timed(parse_words, text)
-    brute_peak = peak_since(base)
+    brute_peak, brute_left = peak_since(base), rss_since(base)
     del text
     brute, wall, cpu = timed(brute_force, words, as_words(common), radius)
     np.save(folder / "words.npy", words)
@@ -286,6 +306,7 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
         "qps": f"{sample / cpu:,.0f}",
         "mb": words.nbytes / 2**20,
         "peak": brute_peak,
+        "left": brute_left,
         "load": f"{load:.3f}",
     }
 
@@ -294,7 +315,7 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     base = peak_reset()
     flat = faiss.IndexBinaryFlat(bits)
     _, build, _ = timed(flat.add, data)
-    faiss_peak = peak_since(base)
+    faiss_peak, faiss_left = peak_since(base), rss_since(base)
     _, wall, cpu_single = timed(one_by_one, flat.range_search, common, radius + 1)
     (lims, distances, labels), wall, cpu_batch = timed(flat.range_search, common, radius + 1)
     theirs = results_of_faiss(lims, distances, labels)
@@ -307,20 +328,23 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
         "qps": f"{sample / cpu_single:,.0f} / {sample / cpu_batch:,.0f}",
         "mb": size * bits / 8 / 2**20,
         "peak": faiss_peak,
+        "left": faiss_left,
         "load": f"{load:.3f}",
     }
 
     print(
-        f"{'':24}{'build s':>9}{'queries/s (1 core)':>22}{'index MiB':>10}{'peak RSS +MiB':>14}"
-        "  load s"
+        f"{'':24}{'build s':>9}{'queries/s (1 core)':>22}{'index MiB':>10}{'RSS left +MiB':>14}"
+        f"{'peak +MiB':>10}  load s"
     )
     for name, row in rows.items():
         print(
-            f"{name:24}{row['build']:9.2f}{row['qps']:>22}{row['mb']:10.0f}{row['peak']:14.0f}"
-            f"  {row['load']}"
+            f"{name:24}{row['build']:9.2f}{row['qps']:>22}{row['mb']:10.0f}{row['left']:14.0f}"
+            f"{row['peak']:10.0f}  {row['load']}"
         )
+    raw = size * bits / 8
     print(
-        f"tidkit: {layout}; {index.nbytes / (size * bits / 8):.2f}x the raw hash bytes; "
+        f"tidkit: {describe(index)}, {index.nbytes / raw:.2f}x the raw hash bytes; with "
+        f"memory=2: {capped_layout}, {rows['tidkit.index memory=2']['mb'] * 2**20 / raw:.2f}x; "
         f"{matches:.1f} matches per query on average; save {save:.2f} s"
     )
     assert ours == theirs, "tidkit.index and faiss differ"

@@ -1,45 +1,52 @@
 """Exact Hamming radius search over PDQ (256-bit) and pHash (64-bit) hashes.
 
 ``HammingIndex`` answers "every hash within ``radius`` bits of this one" with exactly the set
-brute force returns, in far less time, by multi-index hashing: each hash is cut into ``m``
-chunks, and each chunk has a table (the rows grouped by chunk value, CSR style: a slot array of
-offsets and a postings array of rows). Give the chunks probe levels ``s_i >= 0`` adding up to
-``radius + 1``: a hash within ``radius`` has some chunk ``i`` within ``s_i - 1`` bits of the
-query's (otherwise the chunk distances would add up to more than ``radius``), so probing every
-value within ``s_i - 1`` bits of the query's chunk ``i`` in table ``i`` finds it. Candidates are
-then checked by XOR and popcount (NumPy's ``bitwise_count``) against the whole hash, so the
-answer is exact whatever the data; pure NumPy, no compiled code.
+brute force returns, in far less time, by multi-index hashing: the first bits of each hash are
+cut into ``m`` chunks, and each chunk has a table (the rows grouped by chunk value, CSR style: a
+slot array of offsets and a postings array of rows). Give the chunks probe levels ``s_i >= 0``
+adding up to ``radius + 1``: a hash within ``radius`` has some chunk ``i`` within ``s_i - 1``
+bits of the query's (otherwise the chunk distances alone would add up to more than ``radius``),
+so probing every value within ``s_i - 1`` bits of the query's chunk ``i`` in table ``i`` finds
+it. Candidates are then checked by XOR and popcount against the whole hash, so the answer is
+exact whatever the data. The probing and checking run in C (tidkit/_hamming.c: one pass per
+candidate, no temporaries, the GIL released so threads query in parallel); layout and
+bookkeeping stay here, in NumPy.
 
 Choices, measured with bench/index.py on one core of the development VM (see its docstring):
 
-- Wide chunks. At 10 million PDQ hashes and radius 31 the index uses 12 chunks of 21-22 bits,
-  probes up to 2 flipped bits on 8 of them and 1 on 4: about 2,000 slots and 7,300 candidates
-  per query: about 4,000 queries/s (faiss IndexBinaryFlat: 94; NumPy brute force: 6). The
-  textbook 16 chunks of 16 bits with 1 flipped bit probe only 272 slots but check 41,000
-  candidates: 2 to 5 times slower, for as much memory. The width is chosen per segment from its
-  size (a chunk value should select a few rows), within a memory cap on the slot arrays; the
-  levels are chosen per radius by a greedy cost model (slots probed plus candidates expected),
-  so small radii probe fewer chunks, and a radius so large that nothing pays off scans instead.
-  pHash at 10 million: 3 chunks of 21-22 bits, up to 2 flipped bits each, about 8,800
-  queries/s (faiss: 284).
+- Wide chunks. At 10 million PDQ hashes and radius 31 the index uses 11 chunks of 23 bits
+  (253 of the 256 bits), probes up to 2 flipped bits on 10 of them and 1 on the last: about
+  2,800 slots and 3,300 candidates per query, each a cache miss or two: 6,300 queries/s
+  uniform, 4,400 clustered, one at a time (faiss IndexBinaryFlat: 80, on a busy machine). The
+  width is the cheapest for the segment's size by a cost model (a probed slot costs about two
+  candidates), up to 2**23 slots; levels follow the radius, so small radii probe fewer chunks,
+  and a radius so large that nothing pays off scans instead. pHash at 10 million: 3 chunks of
+  21-22 bits, 15,000 queries/s (faiss: 190).
 - Skewed data stays exact and bounded: a query that would check more than a quarter of a
-  segment (hot chunk values: near-duplicate families, common image structure) scans that
-  segment instead. Rows found through several chunks are checked again, which measured cheaper
-  than removing the duplicates first.
+  segment scans that segment instead; one with many candidates (hot chunk values,
+  near-duplicate families, which put the same rows in several tables' probed slots) checks each
+  row once, through a bitmap of the rows seen.
 - Incremental, no rebuild: new hashes go to a small sorted delta scanned by brute force; past
   4,096 it becomes a segment, and a segment merges into the one before it once larger than a
   quarter of it, so there are a few segments and each hash is re-indexed a logarithmic number
   of times. Removal is a tombstone; a segment is rebuilt without its dead rows once a quarter
   is dead. A table is built by sorting (chunk value, row) packed in one 64-bit word (NumPy sorts
-  those with SIMD): about 5 s for 10 million PDQ hashes, parsing the hex included.
-- Memory: 10 million PDQ hashes take 977 MiB, 3.2 times their raw 32 bytes: the hashes, 8-byte
-  ids, a tombstone byte, and per chunk 4 bytes of postings per hash plus its slot array. Under 2x
-  is out of reach for any table set of this kind: the tables must record every chunk's value for
-  every hash, as many bits as the hashes themselves, on top of the hashes that candidates are
-  checked against; plain int32 postings keep the lookups fast.
+  those with SIMD): about 17 s for 10 million PDQ hashes, parsing the hex included.
+- Memory: per hash, its 32 bytes, a 4-byte id (offset from the segment's first; 8 bytes if the
+  ids span 2**32 or more), a tombstone byte, and per table 3 bytes of postings (4 in segments
+  of 2**24 rows or more) plus its slot array: a uint32 per 256 slots and a uint16 offset per
+  slot (a plain uint32 per slot for a table where a value is shared by tens of thousands of
+  rows). 10 million PDQ hashes take 886 MB, 2.77 times the raw 320 MB. Under 2x and fast
+  cannot both be had this way: each table holds a row number per hash, at least log2(n)
+  bits (3 bytes at 10 million), so the 32 bytes left beside the hashes hold 7 or 8 tables, and
+  with 8 chunks instead of 11 a query must probe 3 flipped bits per chunk, about 11,000 slots
+  and 100,000 candidates. ``HammingIndex(memory=2)`` picks the fastest layout under a cap
+  (2: 627 MB, 1.96x, 390 queries/s, 8 chunks of 20 bits); the default is the fast one. A
+  pHash index cannot go under 2x at all (its hashes are 8 bytes, an id 4): capped, it scans.
 - Files: ``save`` writes one file (a JSON header, then 64-byte-aligned arrays); ``load`` maps it
   copy-on-write, so 10 million hashes load in about a millisecond and pages are read as queries
-  touch them; later adds, removes and merges never write to the file.
+  touch them; later adds, removes and merges never write to the file. A file of an older
+  format raises IndexFileError with ``stale`` set (tidkit.store builds such an index again).
 
 Queries may run in several threads at once; writes (``add``, ``remove``) need the caller's lock,
 as with a dict.
@@ -83,7 +90,7 @@ _SHORT_ROWS = 1 << 24  # segments with fewer rows than this have 3-byte postings
 _FINE_BLOCK = 256  # a compact slot array has one uint32 per this many slots (_hamming.c) ...
 _FINE_LIMIT = 1 << 16  # ... and a uint16 offset from it per slot, when the offsets fit
 _BATCH_QUERIES = 1 << 20  # queries answered in one go (their numbers are packed in 23 bits)
-_BATCH_PARSE = 1 << 18  # hex hashes parsed in one go
+_BATCH_PARSE = 1 << 14  # hex hashes parsed in one go (small temporaries leave no heap behind)
 
 _MAGIC = b"TIDKHIX2"  # then a little-endian uint64 header length, the JSON header, the arrays
 _OLD_MAGICS = (b"TIDKHIX1",)
