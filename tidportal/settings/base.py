@@ -174,6 +174,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that loses Redis reconnects for as long as it takes (waiting 2, 4, ... up to 30 s
+# between attempts) instead of exiting after Celery's default of 100 attempts: an outage of
+# Redis delays work but must not need the workers restarting by hand.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Redis redelivers an unacknowledged task after this long; it must exceed the hard time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
