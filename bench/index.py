@@ -40,6 +40,13 @@ batches of 100; faiss one per call / the whole sample; NumPy one at a time):
     10M pHash  uniform     15,085 / 18,773      117 / 120          193 / 199       25
     10M pHash  clustered    9,574 / 10,803      118 / 120          193 / 198       25
 
+The 10M run again with the machine otherwise idle (load average about 1):
+
+    10M PDQ    uniform      6,324 / 7,079       393 / 399           71 / 72         5
+    10M PDQ    clustered    4,659 / 5,133       385 / 401           70 / 72         5
+    10M pHash  uniform     16,033 / 19,652      118 / 121          196 / 200       28
+    10M pHash  clustered   10,110 / 11,879      119 / 121          197 / 200       32
+
 Memory (the index's arrays, and the RSS its build left; the memory=2 index is built second, in
 memory the first one's build freed, so its RSS figure can read low), build and load:
 
@@ -49,7 +56,7 @@ memory the first one's build freed, so its RSS figure can read low), build and l
     10M PDQ            845 (2.77)       835            598 (1.96)        305            17.4   0.001
     10M pHash          226 (2.96)       226            124 (1.62)         76             4.1   0.001
 
-So at 10 million PDQ hashes the default layout answers 55 to 75 times faiss IndexBinaryFlat in
+So at 10 million PDQ hashes the default layout answers 55 to 89 times faiss IndexBinaryFlat in
 2.77 times the raw hash bytes, and ``memory=2`` stays under twice the raw bytes (598 MiB, its
 build leaving 592) at about 5 times faiss: both at once are out of reach (tidkit/index.py says
 why). A pHash index has no tables under 2x: capped, it scans, slower than faiss's scan.
