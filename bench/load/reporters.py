@@ -37,6 +37,7 @@ in every run; p50 / p95 / p99 ms. "busy": other test suites ran at the same time
     10,000, busy              17.1     4/23/123          14/42/147         13/48/183
     20,000 (the project's
       default since), quiet   17.1     4/16/50           15/36/181         16/42/228
+      again, idle (load 1.3)  17.2     5/26/95           19/56/210         19/61/233
 
 Django's default PBKDF2 (about 200 ms of a core per hash here) is paid once per report and once
 per status check, so 2 cores serve about 10 of those a second, and 50 reporters queue behind
