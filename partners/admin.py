@@ -10,6 +10,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from partners.models import ApiKey, MatchReport, Partner, WebhookDelivery
 from partners.services import api_key_create, api_key_revoke, partner_set_status
 from tidportal.admin_utils import NoDeleteAdminMixin, ReadOnlyAdminMixin, run_service_per_object
+from tidportal.crypto import UnreadableSecret
 
 
 class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -46,7 +47,18 @@ class PartnerForm(forms.ModelForm):
             "webhook_secret",
         ]
 
-    def clean_webhook_secret(self) -> str:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The form never holds the secret, so no page can show it, and saving without typing a
+        # new one does not count as changing it.
+        self.initial["webhook_secret"] = ""
+        if isinstance(self.instance.webhook_secret, UnreadableSecret):
+            self.fields["webhook_secret"].help_text = _(
+                "The stored secret cannot be decrypted (the server's key changed), so no webhook "
+                "is sent: set a new secret and give it to the partner."
+            )
+
+    def clean_webhook_secret(self) -> str | UnreadableSecret:
         return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
 
 

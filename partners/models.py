@@ -11,6 +11,7 @@ from simple_history.models import HistoricalRecords
 
 from hashlists.models import HashEntry, HashList, HashType
 from tidkit import formats
+from tidportal.crypto import EncryptedTextField
 from tidportal.db import TimeStampedModel, choices_check
 
 
@@ -36,8 +37,10 @@ class Partner(TimeStampedModel):
         HashList, blank=True, related_name="readers", verbose_name=_("lists it may read")
     )
     webhook_url = models.URLField(_("webhook URL"), blank=True)
-    # HMAC needs the secret itself, so unlike API keys it cannot be stored as a digest.
-    webhook_secret = models.CharField(_("webhook secret"), max_length=128, blank=True)
+    # HMAC needs the secret itself, so unlike API keys it cannot be stored as a digest: it is
+    # stored encrypted instead, and reads as an UnreadableSecret if the key it was encrypted
+    # under is gone (tidportal/crypto.py).
+    webhook_secret = EncryptedTextField(_("webhook secret"), max_length=128, blank=True)
 
     history = HistoricalRecords(excluded_fields=["webhook_secret"])
 

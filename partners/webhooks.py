@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from hashlists.models import HashList
 from partners.models import Partner, WebhookDelivery
+from tidportal.crypto import UnreadableSecret
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ DUE_QUEUED_MARK_SECONDS = 300
 DUE_BATCH = 1000
 
 RETRYABLE = (WebhookDelivery.Status.PENDING, WebhookDelivery.Status.FAILED)
+# The stored secret was encrypted under a key the server no longer has (tidportal/crypto.py):
+# retrying cannot help, and signing with anything else would only be refused by the partner.
+UNDECRYPTABLE_ERROR = (
+    "webhook secret cannot be decrypted: the server's key changed; set a new secret for the partner"
+)
 _jitter = random.SystemRandom()
 
 
@@ -230,7 +236,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     A no-op (returns None) for a delivery that is missing, delivered, given up, not due yet, or
     being attempted by another task right now. A delivery whose partner was
     suspended, lost the list or its URL since it was queued is given up without a request
-    (returns None too).
+    (returns None too), as is one whose partner's secret cannot be decrypted any more.
     Posts only to http(s) URLs and only with a secret set; otherwise the attempt fails with a
     readable ``last_error``. Success is any 2xx answer; a redirect, another status, a
     connection error or a timeout fails the attempt, which is retried with backoff (by setting
@@ -281,7 +287,9 @@ def _attempt_claim(*, delivery_id: int) -> _Attempt | None:
             reason,
         )
         delivery.save(update_fields=["status", "next_attempt_at", "last_error", "updated_at"])
-        logger.warning("webhook delivery given up", extra=_log_extra(delivery, error=reason))
+        # The others are the partner's doing; this one is the server's: an error for operators.
+        log = logger.error if reason == UNDECRYPTABLE_ERROR else logger.warning
+        log("webhook delivery given up", extra=_log_extra(delivery, error=reason))
         return None
     delivery.attempts += 1
     delivery.next_attempt_at = now + ATTEMPT_LEASE
@@ -309,6 +317,8 @@ def _ineligible_reason(*, partner: Partner, hash_list: HashList) -> str:
         return "partner suspended"
     if not partner.webhook_url:
         return "no webhook URL set"
+    if isinstance(partner.webhook_secret, UnreadableSecret):
+        return UNDECRYPTABLE_ERROR
     if not hash_list.published:
         return "list not published"
     if not partner.readable_lists.filter(pk=hash_list.pk).exists():
