@@ -3,7 +3,9 @@
 The column becomes ``text`` (the ciphertext is longer than the 128 characters of a secret), then
 every plaintext secret is encrypted under ``SECRET_KEY``. Until this release runs everywhere, the
 previous one may still write a plaintext secret (a staff member saving a partner): it is read as
-it is and encrypted by ``manage.py secrets_reencrypt``, or when the partner is next saved.
+it is and encrypted by ``manage.py secrets_reencrypt``, or when the partner is next saved. And
+until the workers run this release, the previous one signs with the ciphertext: partners refuse
+those notifications, and the retries (from 30 s on) are made by the new workers.
 
 Reversible: going back decrypts every secret into the column, then shortens it again; a secret
 that cannot be decrypted stops that, rather than being dropped.
