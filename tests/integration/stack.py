@@ -13,10 +13,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -34,7 +36,7 @@ import psycopg
 
 from tests.helpers import free_port
 from tests.integration.conftest import wait_for
-from tests.partners.webhook_receiver import Receiver, verify_signature
+from tests.partners.webhook_receiver import Receiver, running_receiver, verify_signature
 from tests.pgserver import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -479,10 +481,15 @@ def staff_accept_loop(stop_file: str, interval: float = 0.2) -> None:
 
 
 @contextmanager
-def migrated_postgres(folder: Path) -> Iterator[tuple[PrivatePostgres, str]]:
+def migrated_postgres() -> Iterator[tuple[PrivatePostgres, str]]:
     """A private PostgreSQL server (which a test may stop and crash) with the project's database
-    migrated on it: the server and the database's URL."""
-    server = PrivatePostgres(folder).init()
+    migrated on it: the server and the database's URL.
+
+    Its folder is not under pytest's tmp_path: a pytest session starting meanwhile makes
+    /tmp/pytest-of-<user> private again, and the server, running as the postgres user, would
+    lose its files mid-test."""
+    folder = Path(tempfile.mkdtemp(prefix="tidportal-faults-pg-"))
+    server = PrivatePostgres(folder / "data").init()
     server.start()
     try:
         url = server.create_database("tidportal")
@@ -498,6 +505,65 @@ def migrated_postgres(folder: Path) -> Iterator[tuple[PrivatePostgres, str]]:
         yield server, url
     finally:
         server.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class BusyService:
+    """The whole service on a private PostgreSQL and Redis, with a partner that has a webhook
+    and a supervisor accepting cases (``busy_service``)."""
+
+    server: PrivatePostgres
+    stack: "Stack"
+    receiver: Receiver
+    api_key: str
+    services: list[subprocess.Popen]
+    staff: subprocess.Popen
+    stop_staff: Path
+
+    def traffic(self) -> "Traffic":
+        return Traffic(self.stack.base, api_key=self.api_key)
+
+    def assert_nothing_lost(self, traffic: "Traffic") -> None:
+        """Once the traffic stopped: the supervisor stops too, every answer was clear, and,
+        when the feed has settled, nothing acknowledged is lost (``assert_nothing_lost``);
+        gunicorn, the worker and beat never needed restarting."""
+        self.stop_staff.touch()
+        self.staff.wait(timeout=60)
+        assert traffic.unclear() == [], traffic.summary()
+        accepted = [n for n in log(self.staff).splitlines() if n.startswith("TID-")]
+        with self.server.connect("tidportal") as db:
+            wait_for(lambda: feed_settled(db, self.receiver), timeout=120, interval=0.5)
+            assert_nothing_lost(
+                db, traffic, self.receiver, staff_accepted=accepted, api_key=self.api_key
+            )
+        assert all(process.poll() is None for process in self.services)
+
+
+@contextmanager
+def busy_service(tmp_path: Path) -> Iterator[BusyService]:
+    """gunicorn, a Celery worker and beat on a private PostgreSQL and Redis (both of which the
+    test may stop), a partner with a webhook to a receiver, and a supervisor accepting cases."""
+    with migrated_postgres() as (server, url), running_receiver() as receiver:
+        stack = Stack(tmp_path, database_url=url)
+        try:
+            stack.start_redis()
+            made = stack.run_python(
+                "from tests.integration.stack import partner_with_webhook; "
+                f"partner_with_webhook({receiver.url!r})"
+            )
+            assert made.returncode == 0, made.stderr
+            services = [stack.gunicorn(), stack.worker(), stack.beat()]
+            stop_staff = tmp_path / "stop-staff"
+            staff = stack.python(
+                "staff",
+                "from tests.integration.stack import staff_accept_loop; "
+                f"staff_accept_loop({str(stop_staff)!r})",
+            )
+            api_key = made.stdout.split()[-1]
+            yield BusyService(server, stack, receiver, api_key, services, staff, stop_staff)
+        finally:
+            stack.stop_all()
 
 
 def wait_for_progress(traffic: Traffic, receiver: Receiver, *, timeout: float = 90) -> None:
