@@ -52,22 +52,6 @@ def test_create_partner_makes_the_partner_and_one_key_shown_once(default_list):
     assert "shown once" in out and raw not in key.digest and partner.webhook_url == ""
 
 
-def test_create_partner_with_a_webhook_gets_a_signing_secret(default_list):
-    out = run(
-        "create_partner",
-        "Hooked",
-        "--lists",
-        "take-it-down",
-        "--scopes",
-        "lists:read",
-        "--webhook-url",
-        "https://hooks.example.org/tid",
-    )
-    partner = Partner.objects.get(name="Hooked")
-    assert partner.webhook_url == "https://hooks.example.org/tid"
-    assert len(partner.webhook_secret) >= 40 and partner.webhook_secret in out
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -121,6 +121,7 @@ def test_create_partner_prints_the_new_secret_once_and_stores_it_encrypted(defau
     )
 
     partner = Partner.objects.get(name="Hooked")
+    assert partner.webhook_url == "https://hooks.example.org/tid"
     assert len(partner.webhook_secret) >= 40 and out.count(partner.webhook_secret) == 1
     assert partner.webhook_secret not in stored_column(partner)
 
