@@ -143,14 +143,19 @@ def write_video(
     codec: str = "libx264",
     crf: int = 23,
     start_offset_frames: int = 0,
+    rotation: int = 0,
 ) -> Path:
-    """Encode ``scenes`` as a video, each shown for ``seconds_per_scene`` (a slideshow)."""
+    """Encode ``scenes`` as a video, each shown for ``seconds_per_scene`` (a slideshow), with a
+    display matrix turning it ``rotation`` degrees counter-clockwise (as a phone stores a
+    portrait video: sideways, with a rotation to show it upright) unless 0."""
     import av
 
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}
         pts = start_offset_frames

@@ -113,8 +113,9 @@ def hash_video(source: str | os.PathLike[str], *, threads: int = 0) -> dict[str,
 
     vpdq is a list of ``{"t": seconds, "pdq": hex, "q": quality}``, one frame per second from
     t=0: for each whole second t, the frame on screen at t (the last frame that starts at or
-    before t), which is what a browser's video element shows after seeking to t. Raises
-    HashingError for empty, unreadable or audio-only files.
+    before t), which is what a browser's video element shows after seeking to t, turned upright
+    by the video's display rotation as the browser shows it. Raises HashingError for empty,
+    unreadable or audio-only files.
     """
     import av  # imported here: image-only users need not load FFmpeg
 
@@ -138,13 +139,25 @@ def hash_video(source: str | os.PathLike[str], *, threads: int = 0) -> dict[str,
         frames: list[dict[str, Any]] = []
         try:
             for t, frame in _frames_each_second(container.decode(stream)):
-                pdq, quality = pdq_from_rgb(frame.to_ndarray(format="rgb24"))
+                pdq, quality = pdq_from_rgb(_upright(frame))
                 frames.append({"t": t, "pdq": pdq, "q": quality})
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise _unreadable_video() from exc
     if not frames:
         raise HashingError("No frame of the video could be decoded.", code="unreadable")
     return {"media_type": "video", "md5": md5, "vpdq": frames}
+
+
+def _upright(frame: Any) -> np.ndarray:
+    """The frame's RGB pixels as the video is shown: turned by its display matrix, as browsers
+    (and players) do. Phone videos are mostly stored sideways with a 90-degree rotation to show
+    them upright, and the reporter's browser hashes the upright frames; so must we, or a
+    portrait phone video would never match its own report. (``frame.rotation`` is the matrix's
+    counter-clockwise rotation; a mirroring in the matrix, which cameras do not write, is not
+    applied.)"""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.rot90(rgb, k=turns)
 
 
 def _unreadable_video() -> HashingError:

@@ -394,6 +394,23 @@ def test_a_video_hashes_like_tidkit_under_the_vpdq_rule(
     assert progress == sorted(progress) and progress[-1] == 1
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_phone_video_stored_sideways_hashes_upright_like_tidkit(hashing_page, tmp_path, rotation):
+    # Phones store portrait video sideways with a display matrix; Chromium shows it turned,
+    # and tidkit must hash the frames turned the same way, or the copy never matches.
+    if not can_play(hashing_page, 'video/mp4; codecs="avc1.64001e"'):
+        pytest.skip("this Chromium cannot play H.264 in MP4")
+    size = (240, 320) if rotation % 180 else (320, 240)
+    sideways = [corpus.photo(n).rotate(-rotation, expand=True) for n in SCENES]
+    path = corpus.write_video(tmp_path / "phone.mp4", sideways, size=size, rotation=rotation)
+    ours = hash_in_browser(hashing_page, [path])[path.name]["vpdq"]
+    theirs = hash_video(path)["vpdq"]
+    assert [f["t"] for f in ours] == [f["t"] for f in theirs] == [0, 1, 2, 3, 4]
+    for a, b in zip(ours, theirs, strict=True):
+        assert distance(a["pdq"], b["pdq"]) <= formats.VPDQ_FRAME_DISTANCE
+    assert formats.vpdq_match_percentages(ours, theirs) == (100.0, 100.0)
+
+
 def test_video_frames_are_taken_at_each_second_by_timestamp(hashing_page, tmp_path):
     # 2.5 s at 4 fps whose first frame starts at 0.5 s: tidkit samples seconds 0, 1 and 2, and
     # second 0 shows the first frame. The browser must pick the same frames.

@@ -33,6 +33,27 @@ def test_one_frame_per_second_from_zero_each_showing_the_scene_on_screen(slidesh
     assert formats.validate_vpdq(result["vpdq"]) == result["vpdq"]
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_video_stored_sideways_is_hashed_upright_as_players_show_it(
+    slideshow, tmp_path, rotation
+):
+    # As a phone stores a portrait video: the pixels turned, and a display matrix turning them
+    # back by ``rotation`` degrees counter-clockwise. Browsers show (and hash) it upright.
+    size = (240, 320) if rotation % 180 else (320, 240)
+    sideways = [
+        corpus.photo(n).convert("RGB").resize((320, 240)).rotate(-rotation, expand=True)
+        for n in SCENES
+    ]
+    path = corpus.write_video(tmp_path / "phone.mp4", sideways, size=size, rotation=rotation)
+    result = hash_video(path)["vpdq"]
+    for frame, name in zip(result, SCENES, strict=True):
+        still = corpus.photo(name).convert("RGB").resize((320, 240))
+        expected = hash_image(corpus.encode(still, "PNG"))["pdq"]
+        assert formats.hamming_distance(frame["pdq"], expected) <= formats.PDQ_MATCH_DISTANCE
+    query_pct, listed_pct = formats.vpdq_match_percentages(result, hash_video(slideshow)["vpdq"])
+    assert (query_pct, listed_pct) == (100.0, 100.0)
+
+
 def test_a_re_encoded_copy_matches_and_an_unrelated_video_does_not(slideshow, tmp_path):
     scenes = [corpus.photo(n) for n in SCENES]
     copy = corpus.write_video(
