@@ -13,6 +13,20 @@ def flip(hex_hash: str, bits: int, rng: random.Random | int = 1) -> str:
     return f"{value:0{len(hex_hash)}x}"
 
 
+def accepted_case(staff, items: list[dict], *, hash_list=None):  # noqa: ANN001, ANN201
+    """Report ``items`` as one case (on ``hash_list``, else the default list), accept it as
+    ``staff`` and sequence its changes, as the sequencer task would: the case and its PIN."""
+    from cases.services import case_accept, case_create
+    from hashlists.services import list_changes_sequence
+
+    case, pin = case_create(
+        reporter="self", under_18_when_made=True, items=items, hash_list=hash_list
+    )
+    case_accept(case=case, staff=staff)
+    list_changes_sequence()
+    return case, pin
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:

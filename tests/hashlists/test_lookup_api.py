@@ -8,12 +8,12 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from cases.services import case_accept, case_create, case_withdraw
+from cases.services import case_withdraw
 from hashlists import lookup
 from hashlists.models import HashEntry, HashList, ListChange
 from hashlists.services import hash_entry_remove, list_changes_sequence
 from partners.services import api_key_create, partner_create
-from tests.helpers import flip
+from tests.helpers import accepted_case, flip
 from tidkit import formats
 
 URL = "/api/v1/lookup"
@@ -72,15 +72,6 @@ class Hashes:
         }
 
 
-def accepted(staff, items, hash_list=None):
-    case, _pin = case_create(
-        reporter="self", under_18_when_made=True, items=items, hash_list=hash_list
-    )
-    case_accept(case=case, staff=staff)
-    list_changes_sequence()
-    return case
-
-
 def entry(hash_type, value):
     return HashEntry.objects.get(hash_type=hash_type, value=value)
 
@@ -113,8 +104,10 @@ def test_answers_equal_brute_force_at_the_threshold_edges(api, default_list, sta
         for bits, phash_bits in ((0, 0), (5, 3), (31, 8), (32, 9), (20 + n, 7)):
             items.append(h.image(flip(pdq, bits, n * 10 + bits), flip(phash, phash_bits, n)))
     items += [h.image() for _ in range(40)]  # unrelated
-    accepted(staff_user, items[:15] + items[30:])
-    second = accepted(staff_user, items[15:30])  # near-duplicates of the last two queries
+    accepted_case(staff_user, items[:15] + items[30:])
+    second, _pin = accepted_case(
+        staff_user, items[15:30]
+    )  # near-duplicates of the last two queries
     # Taken off the list two ways: a withdrawn case, and a staff removal.
     case_withdraw(case=second)
     hash_entry_remove(entry=entry("pdq", items[1]["pdq"]), staff=staff_user, reason="staff")
@@ -176,7 +169,7 @@ def query_frames(listed, matching, *, extra=0, h, distance=5, quality=90):
 def test_videos_match_when_80_percent_of_the_listed_frames_are_found(api, staff_user, default_list):
     h = Hashes(11)
     listed = video(h, 12, low=(3, 7))  # 10 usable frames; 2 featureless ones never count
-    accepted(staff_user, [{"media_type": "video", "md5": h.md5(), "vpdq": listed}])
+    accepted_case(staff_user, [{"media_type": "video", "md5": h.md5(), "vpdq": listed}])
     usable = [f for f in listed if f["q"] >= 50]
     listed_entry = HashEntry.objects.get(hash_type="vpdq")
     assert len(listed_entry.frames) == 10
@@ -244,7 +237,7 @@ def test_videos_match_when_80_percent_of_the_listed_frames_are_found(api, staff_
 def test_removed_entries_are_never_returned(api, default_list, staff_user, settings):
     h = Hashes(3)
     image = h.image()
-    accepted(staff_user, [image])
+    accepted_case(staff_user, [image])
     queries = [
         {"hash_type": "pdq", "value": image["pdq"]},
         {"hash_type": "phash", "value": image["phash"]},
@@ -266,7 +259,7 @@ def test_newly_accepted_cases_match_within_a_second_without_a_restart(
     api, default_list, staff_user, settings
 ):
     h = Hashes(4)
-    accepted(staff_user, [h.image()])
+    accepted_case(staff_user, [h.image()])
     fresh = h.image()
     query = [{"hash_type": "pdq", "value": flip(fresh["pdq"], 12)}]
     assert found(api, query)["results"][0]["matches"] == []
@@ -274,7 +267,7 @@ def test_newly_accepted_cases_match_within_a_second_without_a_restart(
     index = lookup.list_index(hash_list_id=default_list.pk)
     before = index.seq
 
-    accepted(staff_user, [fresh])  # accepted and sequenced, as the sequencer task does
+    accepted_case(staff_user, [fresh])  # accepted and sequenced, as the sequencer task does
     started = time.monotonic()
     while not found(api, query)["results"][0]["matches"]:
         assert time.monotonic() - started < 2, "not matchable within 2 s of being sequenced"
@@ -289,12 +282,12 @@ def test_changes_made_while_a_list_loads_are_not_lost(db, default_list, staff_us
     or removed between any two of those steps ends up right."""
     h = Hashes(5)
     kept, doomed, added = h.image(), h.image(), h.image()
-    accepted(staff_user, [kept, doomed])
+    accepted_case(staff_user, [kept, doomed])
     index = lookup.ListIndex(default_list.pk)
     read_active = lookup.ListIndex._load_active
 
     def concurrent_writes() -> None:
-        accepted(staff_user, [added])
+        accepted_case(staff_user, [added])
         hash_entry_remove(entry=entry("pdq", doomed["pdq"]), staff=staff_user, reason="staff")
         list_changes_sequence()
 
@@ -341,7 +334,7 @@ def test_threads_share_a_process_index_while_cases_are_accepted(default_list, st
     for thread in threads:
         thread.start()
     for image in images:
-        accepted(staff_user, [image])
+        accepted_case(staff_user, [image])
     stop.set()
     for thread in threads:
         thread.join(30)
@@ -357,7 +350,7 @@ def test_an_index_whose_feed_was_replaced_loads_the_list_again(db, default_list,
     """A database restored from a backup: the change at the watermark is not the one applied."""
     h = Hashes(6)
     old = h.image()
-    accepted(staff_user, [old])
+    accepted_case(staff_user, [old])
     index = lookup.ListIndex(default_list.pk)
     index.refresh(max_age=0)
     assert entry("pdq", old["pdq"]).pk in index.pdq
@@ -366,7 +359,7 @@ def test_an_index_whose_feed_was_replaced_loads_the_list_again(db, default_list,
         status="removed", removal_reason="staff"
     )
     new = h.image()
-    accepted(staff_user, [new])  # seqs 1 to 3 again, on other rows
+    accepted_case(staff_user, [new])  # seqs 1 to 3 again, on other rows
 
     index.refresh(max_age=0)
     assert entry("pdq", new["pdq"]).pk in index.pdq
@@ -382,9 +375,9 @@ def test_partners_only_match_lists_granted_to_them(api, default_list, staff_user
     h = Hashes(8)
     secret = HashList.objects.create(slug="secret", name="Not granted", published=True)
     hidden = h.image()
-    accepted(staff_user, [hidden], hash_list=secret)
+    accepted_case(staff_user, [hidden], hash_list=secret)
     public = h.image()
-    accepted(staff_user, [public])
+    accepted_case(staff_user, [public])
     queries = [
         {"hash_type": "pdq", "value": hidden["pdq"]},
         {"hash_type": "md5", "value": hidden["md5"]},

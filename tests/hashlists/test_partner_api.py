@@ -19,6 +19,7 @@ from hashlists.snapshots import hash_list_snapshot_build
 from partners.api.authentication import PartnerKeyThrottle
 from partners.models import Partner
 from partners.services import api_key_create, partner_create
+from tests.helpers import accepted_case
 from tests.helpers import numbered_image as image
 
 
@@ -32,13 +33,6 @@ def api(key):
     client = Client()
     client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     return client
-
-
-def accepted_case(staff, items):
-    case, pin = case_create(reporter="self", under_18_when_made=True, items=items)
-    case_accept(case=case, staff=staff)
-    list_changes_sequence()
-    return case, pin
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from django.utils import timezone
 
 from cases.services import case_accept, case_create
 from hashlists.models import HashEntry, HashList
-from hashlists.services import hash_entry_remove, list_changes_sequence
+from hashlists.services import hash_entry_remove
 from partners import matches
 from partners.api.views import MAX_BATCH_BODY_BYTES
 from partners.models import MatchReport
 from partners.services import api_key_create, partner_create
+from tests.helpers import accepted_case
 from tests.helpers import numbered_image as image
 
 URL = "/api/v1/matches"
@@ -33,13 +34,6 @@ def video(n, frames=3):
         "md5": f"{n:031x}f",
         "vpdq": [{"t": t, "pdq": f"{n:04x}{t:060x}", "q": 90} for t in range(frames)],
     }
-
-
-def accepted_case(staff, items):
-    case, pin = case_create(reporter="self", under_18_when_made=True, items=items)
-    case_accept(case=case, staff=staff)
-    list_changes_sequence()
-    return case, pin
 
 
 @pytest.fixture

@@ -24,12 +24,13 @@ from threatexchange.exchanges.clients.stopncii.api import (
     StopNCIISignalType,
 )
 
-from cases.services import case_accept, case_create, case_withdraw
+from cases.services import case_withdraw
 from hashlists.models import HashEntry, HashList, ListChange
 from hashlists.services import list_changes_sequence
 from partners.matches import match_reports_submit
 from partners.models import MatchReport, Partner
 from partners.services import api_key_create, api_key_revoke, partner_create
+from tests.helpers import accepted_case
 
 BASE = "/api/compat/stopncii/v1"
 PDQ, MD5 = StopNCIISignalType.ImagePDQ, StopNCIISignalType.VideoMD5
@@ -59,15 +60,6 @@ def video() -> dict:
 def key_of(item: dict) -> tuple[StopNCIISignalType, str]:
     """The record FetchHashes gives for a reported file: images by PDQ, videos by MD5."""
     return (PDQ, item["pdq"]) if item["media_type"] == "image" else (MD5, item["md5"])
-
-
-def accepted(staff, *items, hash_list=None):
-    case, pin = case_create(
-        reporter="self", under_18_when_made=True, items=list(items), hash_list=hash_list
-    )
-    case_accept(case=case, staff=staff)
-    list_changes_sequence()
-    return case, pin
 
 
 def entry_id(item: dict, hash_list: HashList) -> str:
@@ -121,7 +113,7 @@ def test_a_full_fetch_pages_through_every_hash_once_with_opaque_entry_ids(
     api, live_server, key, default_list, staff_user
 ):
     items = [image() for _ in range(5)] + [video() for _ in range(2)]
-    cases = [accepted(staff_user, item)[0] for item in items]
+    cases = [accepted_case(staff_user, [item])[0] for item in items]
 
     pages = fetch_pages(api, size=3)
 
@@ -152,15 +144,15 @@ def test_an_incremental_fetch_returns_what_changed_since_the_checkpoint_with_wit
     api, default_list, staff_user
 ):
     early = [image(), image()]
-    early_cases = [accepted(staff_user, item)[0] for item in early]
+    early_cases = [accepted_case(staff_user, [item])[0] for item in early]
     next_second()
     boundary = image()
-    accepted(staff_user, boundary)
+    accepted_case(staff_user, [boundary])
     checkpoint = fetch_pages(api)[-1].nextSetTimestamp
     next_second()
     later = [image(), video()]
     for item in later:
-        accepted(staff_user, item)
+        accepted_case(staff_user, [item])
     case_withdraw(case=early_cases[0])
     list_changes_sequence()
 
@@ -184,7 +176,7 @@ def test_a_change_sequenced_in_the_checkpoint_second_after_the_fetch_is_not_skip
     it; the client keeps whole seconds, so the checkpoint must not move past that second."""
     first = [image() for _ in range(3)]
     for item in first:
-        accepted(staff_user, item)
+        accepted_case(staff_user, [item])
     second = datetime(2026, 1, 1, tzinfo=UTC)
     ListChange.objects.update(sequenced_at=second + timedelta(milliseconds=500))
 
@@ -194,7 +186,7 @@ def test_a_change_sequenced_in_the_checkpoint_second_after_the_fetch_is_not_skip
     assert checkpoint == int(second.timestamp())
 
     late = image()
-    accepted(staff_user, late)
+    accepted_case(staff_user, [late])
     ListChange.objects.filter(seq__gt=3).update(sequenced_at=second + timedelta(milliseconds=900))
 
     assert key_of(late) in records(fetch_pages(api, start=checkpoint))
@@ -205,7 +197,7 @@ def test_feedback_through_the_client_is_recorded_as_match_outcomes_the_reporter_
 ):
     blocked, not_relevant, pending = image(), image(), video()
     (blocked_case, blocked_pin), (other_case, other_pin), _ = (
-        accepted(staff_user, item) for item in (blocked, not_relevant, pending)
+        accepted_case(staff_user, [item]) for item in (blocked, not_relevant, pending)
     )
 
     api.submit_feedbacks(
@@ -300,7 +292,7 @@ def test_feedback_values_map_to_outcomes_and_later_feedback_updates_the_same_rep
     api, partner, default_list, staff_user, first, tags, then, outcomes
 ):
     listed = image()
-    accepted(staff_user, listed)
+    accepted_case(staff_user, [listed])
     seen = []
     for value, value_tags in ((first, tags), (then, set())):
         api.submit_feedback(PDQ, listed["pdq"], StopNCIICSPFeedbackValue(value), value_tags)
@@ -312,7 +304,7 @@ def test_a_feedback_batch_with_one_unknown_hash_stores_nothing(
     api, partner, default_list, staff_user
 ):
     listed = image()
-    accepted(staff_user, listed)
+    accepted_case(staff_user, [listed])
     with pytest.raises(requests.HTTPError) as raised:
         api.submit_feedbacks(
             {
@@ -332,7 +324,7 @@ def test_a_feedback_batch_with_one_unknown_hash_stores_nothing(
 )
 def test_hash_statuses_are_refused_as_feedback(api, default_list, staff_user, value, field):
     listed = image()
-    accepted(staff_user, listed)
+    accepted_case(staff_user, [listed])
     with pytest.raises(requests.HTTPError) as raised:
         api.submit_feedback(PDQ, listed["pdq"], StopNCIICSPFeedbackValue(value))
     assert raised.value.response.status_code == 400
@@ -379,7 +371,7 @@ def test_the_client_raises_on_keys_that_are_wrong(
     live_server, partner, default_list, staff_user, scenario, fetch_status, feedback_status
 ):
     listed = image()
-    accepted(staff_user, listed)
+    accepted_case(staff_user, [listed])
     api = keys_for(live_server, partner, scenario)
     for call, status in (
         (lambda: api.fetch_hashes(), fetch_status),
@@ -405,7 +397,7 @@ def test_page_tokens_cannot_be_altered_or_used_by_another_partner(
     api, live_server, default_list, staff_user
 ):
     for _ in range(3):
-        accepted(staff_user, image())
+        accepted_case(staff_user, [image()])
     token = api.fetch_hashes(page_size=1).nextPageToken
     other = partner_create(name="Other", readable_lists=[default_list])
     other_api = stopncii_client(
@@ -420,7 +412,7 @@ def test_page_tokens_cannot_be_altered_or_used_by_another_partner(
 
 def test_a_start_in_the_last_second_time_can_hold_is_an_empty_page(api, default_list, staff_user):
     """Found by schemathesis: the next second after 9999-12-31T23:59:59 does not exist."""
-    accepted(staff_user, image())
+    accepted_case(staff_user, [image()])
     page = api.fetch_hashes(start_timestamp=253_402_300_799)
     assert page.count == 0 and page.hashRecords == [] and not page.hasMoreRecords
 
@@ -441,10 +433,10 @@ def test_only_granted_published_lists_are_served_and_a_shared_hash_is_one_record
     draft = HashList.objects.create(slug="draft", name="Granted, unpublished", published=False)
     partner.readable_lists.add(regional, draft)
     shared, own, secret, unpublished = image(), image(), image(), image()
-    accepted(staff_user, shared)
-    regional_case, _pin = accepted(staff_user, shared, own, hash_list=regional)
-    accepted(staff_user, secret, hash_list=hidden)
-    accepted(staff_user, unpublished, hash_list=draft)
+    accepted_case(staff_user, [shared])
+    regional_case, _pin = accepted_case(staff_user, [shared, own], hash_list=regional)
+    accepted_case(staff_user, [secret], hash_list=hidden)
+    accepted_case(staff_user, [unpublished], hash_list=draft)
 
     got = records(fetch_pages(api, size=1))
     assert set(got) == {key_of(shared), key_of(own)}
@@ -476,9 +468,9 @@ def test_a_fetch_from_the_start_leaves_out_hashes_withdrawn_before_it_began(
     would import a Withdrawn record as a live signal. A hash withdrawn while the fetch runs is
     sent, since an earlier page may have given it as Active."""
     gone, kept, going = image(), image(), image()
-    gone_case, _pin = accepted(staff_user, gone)
-    accepted(staff_user, kept)
-    going_case, _pin = accepted(staff_user, going)
+    gone_case, _pin = accepted_case(staff_user, [gone])
+    accepted_case(staff_user, [kept])
+    going_case, _pin = accepted_case(staff_user, [going])
     case_withdraw(case=gone_case)
     list_changes_sequence()
 
@@ -514,9 +506,9 @@ def test_the_threatexchange_cli_fetches_and_matches_our_list(
     hashes, as its PDQ index cannot be saved and loaded holding one."""
     items = [image() for _ in range(4)] + [video()]
     for item in items:
-        accepted(staff_user, item)
+        accepted_case(staff_user, [item])
     withdrawn = image()
-    case_withdraw(case=accepted(staff_user, withdrawn)[0])
+    case_withdraw(case=accepted_case(staff_user, [withdrawn])[0])
     list_changes_sequence()
     env = {
         **os.environ,
@@ -544,6 +536,6 @@ def test_the_threatexchange_cli_fetches_and_matches_our_list(
     # Fetching again from its checkpoint brings what was accepted since.
     next_second()
     newer = image()
-    accepted(staff_user, newer)
+    accepted_case(staff_user, [newer])
     run("fetch")
     assert newer["pdq"] in run("dataset", "-P", "-S")

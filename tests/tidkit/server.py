@@ -1,24 +1,15 @@
-"""What the tidkit tests need from the real server: cases accepted through the services and the
-sequencer, signed snapshots, and partner keys. Shared by test_sync, test_scan and test_cli."""
+"""What the tidkit tests need from the real server besides accepted cases
+(tests.helpers.accepted_case): items to report, signed snapshots, and partner keys. Shared by
+test_sync, test_scan and test_cli."""
 
 import random
 from pathlib import Path
 
-from cases.services import case_accept, case_create
 from hashlists.models import HashEntry, HashList
-from hashlists.services import list_changes_sequence
 from hashlists.snapshots import hash_list_snapshot_build
 from partners.models import Partner
 from partners.services import api_key_create
 from tidkit.hashing import hash_image
-
-
-def accept(staff, items: list[dict]):  # noqa: ANN001, ANN201 - a staff user; returns the Case
-    """Report ``items`` as one case and accept it; its changes are sequenced on return."""
-    case, _pin = case_create(reporter="self", under_18_when_made=True, items=items)
-    case_accept(case=case, staff=staff)
-    list_changes_sequence()
-    return case
 
 
 def random_image(rng: random.Random) -> dict:

@@ -13,8 +13,8 @@ from PIL import Image
 from hashlists.models import Snapshot
 from partners.models import MatchReport
 from tests import corpus
-from tests.helpers import free_port
-from tests.tidkit.server import accept, partner_key, photo_items, snapshot
+from tests.helpers import accepted_case, free_port
+from tests.tidkit.server import partner_key, photo_items, snapshot
 from tidkit.hashing import hash_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +55,7 @@ def world(live_server, partner, default_list, staff_user, tmp_path):
     for name in ("camera.png", "horse.png"):
         (folder / name).write_bytes(corpus.encode(corpus.photo(name).convert("RGB"), "PNG"))
     (folder / "readme.txt").write_text("hello\n")
-    accept(staff_user, photo_items(listed))
+    accepted_case(staff_user, photo_items(listed))
     snapshot(default_list)
     env = {
         "TIDKIT_URL": live_server.url,
@@ -193,7 +193,7 @@ def test_a_video_match_is_reported_with_its_frame_percentages(
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     corpus.write_video(uploads / "reupload.mp4", scenes, size=(400, 300), crf=32)
-    accept(staff_user, [hash_video(listed)])
+    accepted_case(staff_user, [hash_video(listed)])
     env = {
         "TIDKIT_URL": live_server.url,
         "TIDKIT_API_KEY": partner_key(partner, "lists:read", "matches:write"),

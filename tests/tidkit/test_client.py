@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from partners.api.authentication import PartnerKeyThrottle
-from tests.helpers import free_port
-from tests.tidkit.server import accept, partner_key, random_image
+from tests.helpers import accepted_case, free_port
+from tests.tidkit.server import partner_key, random_image
 from tidkit.client import (
     AuthenticationError,
     BadRequestError,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_feed_travels_gzipped_and_reads_back_whole(live_server, partner, staff_user):
     rng = random.Random(1)
     for _ in range(5):
-        accept(staff_user, [random_image(rng)])
+        accepted_case(staff_user, [random_image(rng)])
     key = partner_key(partner)
     raw = urllib.request.Request(
         f"{live_server.url}/api/v1/lists/take-it-down/changes?after=0",

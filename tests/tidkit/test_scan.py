@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from tests import corpus
-from tests.tidkit.server import accept, partner_key, photo_items, random_image, snapshot
+from tests.helpers import accepted_case
+from tests.tidkit.server import partner_key, photo_items, random_image, snapshot
 from tidkit import formats
 from tidkit.client import TidClient
 from tidkit.hashing import hash_video
@@ -75,10 +76,10 @@ def files(tmp_path_factory):  # noqa: ANN001, ANN201
 def synced(live_server, partner, default_list, staff_user, tmp_path, files):
     """A synced list holding four real photos (one case) and unrelated random entries."""
     originals, expected, folder = files
-    accept(staff_user, photo_items([originals[name] for name in LISTED]))
+    accepted_case(staff_user, photo_items([originals[name] for name in LISTED]))
     rng = random.Random(3)
     for _ in range(20):
-        accept(staff_user, [random_image(rng)])
+        accepted_case(staff_user, [random_image(rng)])
     snapshot(default_list)
     state = tmp_path / "state"
     sync(TidClient(live_server.url, partner_key(partner)), state)
@@ -178,7 +179,7 @@ def test_a_re_encoded_copy_of_a_listed_video_matches_by_vpdq(
     corpus.write_video(videos / "copy.mp4", scenes, size=(480, 360), crf=35)
     corpus.write_video(videos / "other.mp4", [corpus.smooth_noise(s) for s in (1, 2, 3)])
     listed_hashes = hash_video(listed)
-    accept(staff_user, [listed_hashes])
+    accepted_case(staff_user, [listed_hashes])
     state = tmp_path / "state"
     sync(TidClient(live_server.url, partner_key(partner)), state)
     local, _ = open_list(state)

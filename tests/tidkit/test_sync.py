@@ -22,8 +22,8 @@ from django.core.files.storage import default_storage
 from cases.services import case_withdraw
 from hashlists import signing
 from hashlists.models import HashList, Snapshot
+from tests.helpers import accepted_case
 from tests.tidkit.server import (
-    accept,
     active_entries,
     partner_key,
     random_image,
@@ -72,10 +72,12 @@ def test_first_sync_loads_the_snapshot_then_follows_the_feed(
     client, default_list, staff_user, tmp_path, rng
 ):
     for _ in range(3):
-        accept(staff_user, [random_image(rng)])
-    accept(staff_user, [random_video(rng)])
+        accepted_case(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_video(rng)])
     built = snapshot(default_list)
-    accept(staff_user, [random_image(rng), random_image(rng)])  # after the snapshot: feed only
+    accepted_case(
+        staff_user, [random_image(rng), random_image(rng)]
+    )  # after the snapshot: feed only
 
     result = sync(client, tmp_path)
 
@@ -100,7 +102,7 @@ def test_first_sync_loads_the_snapshot_then_follows_the_feed(
 def test_a_list_without_a_snapshot_is_read_from_the_start_of_the_feed(
     client, default_list, staff_user, tmp_path, rng
 ):
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
 
     result = sync(client, tmp_path)
 
@@ -127,15 +129,15 @@ def test_a_feed_replaced_by_a_restore_is_noticed_and_the_list_loaded_again(
     client, default_list, staff_user, tmp_path, rng, with_snapshot
 ):
     for _ in range(3):
-        accept(staff_user, [random_image(rng)])
+        accepted_case(staff_user, [random_image(rng)])
     snapshot(default_list)
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     before = sync(client, tmp_path)
     assert before.seq == 12
 
     restore_an_older_backup(default_list)
     for _ in range(5):  # the new feed runs past the old checkpoint, with other changes
-        accept(staff_user, [random_image(rng)])
+        accepted_case(staff_user, [random_image(rng)])
     if with_snapshot:
         snapshot(default_list)
     messages = []
@@ -149,18 +151,18 @@ def test_a_feed_replaced_by_a_restore_is_noticed_and_the_list_loaded_again(
 def test_an_unchanged_feed_is_followed_without_reloading(
     client, default_list, staff_user, tmp_path, rng
 ):
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     snapshot(default_list)
     sync(client, tmp_path)
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     result = sync(client, tmp_path)
     assert result.snapshot_seq is None and result.added == 3
 
 
 def test_removals_are_applied_and_no_longer_match(client, default_list, staff_user, tmp_path, rng):
-    kept = accept(staff_user, [random_image(rng)])
+    kept, _pin = accepted_case(staff_user, [random_image(rng)])
     withdrawn_item = random_image(rng)
-    withdrawn = accept(staff_user, [withdrawn_item])
+    withdrawn, _pin = accepted_case(staff_user, [withdrawn_item])
     snapshot(default_list)
     sync(client, tmp_path)
     local, _ = open_list(tmp_path)
@@ -185,7 +187,7 @@ def test_a_killed_sync_resumes_from_its_checkpoint_and_applies_each_change_once(
     the journal holds every seq exactly once, in order."""
     snapshot(default_list)  # an empty snapshot at seq 0
     for _ in range(60):
-        accept(staff_user, [random_image(rng)])  # 180 changes
+        accepted_case(staff_user, [random_image(rng)])  # 180 changes
     last_seq = 180
     env = {
         **os.environ,
@@ -234,9 +236,9 @@ def test_bytes_a_crash_left_after_the_checkpoint_are_never_applied(
 ):
     """The window between writing the journal and the checkpoint: the journal holds a change
     the checkpoint does not. Readers ignore it and the next sync overwrites it."""
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     snapshot(default_list)
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     sync(client, tmp_path)
     checkpoint = read_checkpoint(tmp_path)
     stray = {
@@ -253,7 +255,7 @@ def test_bytes_a_crash_left_after_the_checkpoint_are_never_applied(
         fh.write(json.dumps(stray) + "\n" + '{"seq": 99, "op": "ad')  # and a torn line
 
     assert stray["id"] not in local_entries(tmp_path)
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     result = sync(client, tmp_path)
 
     assert result.added == 3
@@ -265,11 +267,11 @@ def test_bytes_a_crash_left_after_the_checkpoint_are_never_applied(
 def test_a_long_journal_is_compacted_into_a_new_generation(
     client, default_list, staff_user, tmp_path, rng
 ):
-    cases = [accept(staff_user, [random_image(rng)]) for _ in range(3)]
+    cases = [accepted_case(staff_user, [random_image(rng)])[0] for _ in range(3)]
     snapshot(default_list)
     sync(client, tmp_path)
     first = read_checkpoint(tmp_path)
-    accept(staff_user, [random_image(rng), random_video(rng)])
+    accepted_case(staff_user, [random_image(rng), random_video(rng)])
     case_withdraw(case=cases[0])
 
     result = sync(client, tmp_path, page_size=2, compact_after=5)
@@ -288,7 +290,7 @@ def test_a_long_journal_is_compacted_into_a_new_generation(
     # The numbers the indexes use survive compaction: a later change applies on top.
     local, _ = open_list(tmp_path)
     numbers = {e.id: local.number_of(e.id) for e in local.entries()}
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     sync(client, tmp_path)
     local, _ = open_list(tmp_path)
     assert {i: local.number_of(i) for i in numbers} == numbers
@@ -357,12 +359,12 @@ def _rewrite_without_first_line(snap: Snapshot) -> bytes:
 def test_a_snapshot_that_does_not_verify_leaves_the_old_state_untouched(
     client, default_list, staff_user, tmp_path, rng, tamper, message
 ):
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     snapshot(default_list)
     sync(client, tmp_path)
     before = tree(tmp_path)
     entries_before = local_entries(tmp_path)
-    accept(staff_user, [random_image(rng), random_image(rng)])
+    accepted_case(staff_user, [random_image(rng), random_image(rng)])
     tamper(snapshot(default_list))
 
     with pytest.raises(VerificationError, match=message):
@@ -379,7 +381,7 @@ def test_a_snapshot_that_does_not_verify_leaves_the_old_state_untouched(
 
 
 def test_pinned_keys_replace_the_published_ones(client, default_list, staff_user, tmp_path, rng):
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     built = snapshot(default_list)
     server_key = signing.raw_public(signing.signing_key().public_key())
     stranger = Ed25519PrivateKey.generate().public_key()
@@ -400,7 +402,7 @@ def test_a_state_directory_holds_one_list_from_one_server(
 ):
     other = HashList.objects.create(slug="other", name="Other", published=True)
     partner.readable_lists.add(other)
-    accept(staff_user, [random_image(rng)])
+    accepted_case(staff_user, [random_image(rng)])
     sync(client, tmp_path)
 
     with pytest.raises(StateError, match="holds the list 'take-it-down', not 'other'"):
