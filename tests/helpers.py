@@ -1,7 +1,13 @@
 """Small helpers shared by the tests."""
 
+import os
 import random
 import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def flip(hex_hash: str, bits: int, rng: random.Random | int = 1) -> str:
@@ -44,3 +50,24 @@ def numbered_image(n: int, quality: int = 90) -> dict:
         "pdq_quality": quality,
         "phash": f"{n:04x}f0f0f00f0f0f",
     }
+
+
+def run_in_production(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` after ``django.setup()`` under the production settings, in a process of its
+    own whose environment holds only what production needs (a good secret key, an allowed
+    host, a signing key file) besides the machine's non-Django variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "tidportal.settings.production",
+            "DJANGO_SECRET_KEY": "k" * 60,
+            "DJANGO_ALLOWED_HOSTS": "tid.example",
+            "TID_SIGNING_KEY_FILE": "/run/secrets/tidportal-signing.pem",
+        },
+    )

@@ -14,10 +14,7 @@ production's HTTPS settings).
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,7 +45,8 @@ from cases.validation import media_item_clean
 from hashlists.models import HashEntry, HashList
 from partners.models import ApiKey, Partner
 from partners.services import api_key_create, api_key_revoke, partner_create
-from tests.partners.test_matches_api import accepted_case, image
+from tests.helpers import accepted_case, run_in_production
+from tests.helpers import numbered_image as image
 from tests.partners.test_matches_api import item as match_item
 from tidkit import formats
 from tidkit.errors import HashFormatError
@@ -634,25 +632,10 @@ def test_every_page_and_every_api_answer_carries_the_security_headers(world):
 def test_production_sends_hsts():
     """Under the production settings, in a process of its own (as tests/test_settings.py starts
     them): every HTTPS answer, the API's errors included, tells browsers to stay on HTTPS."""
-    code = (
-        "import django; django.setup(); from django.test import Client; c = Client(); "
+    out = run_in_production(
+        "from django.test import Client; c = Client(); "
         "print(*(c.get(p, secure=True, HTTP_HOST='tid.example').get('Strict-Transport-Security') "
         "for p in ('/api/v1/no-such-thing', '/api/v1/lists/')), sep='|')"
-    )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            **clean,
-            "DJANGO_SETTINGS_MODULE": "tidportal.settings.production",
-            "DJANGO_SECRET_KEY": "k" * 60,
-            "DJANGO_ALLOWED_HOSTS": "tid.example",
-            "TID_SIGNING_KEY_FILE": "/run/secrets/tidportal-signing.pem",
-        },
     )
     assert out.returncode == 0, out.stderr[-2000:]
     for header in out.stdout.strip().split("|"):

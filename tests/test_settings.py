@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_in_production
+
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_KEY = "k" * 60
 SIGNING = {"TID_SIGNING_KEY_FILE": "/run/secrets/tidportal-signing.pem"}
@@ -50,27 +52,12 @@ def test_production_starts_with_them_and_passes_the_deploy_checks():
 
 
 def test_production_turns_on_https_only_protections():
-    code = (
+    out = run_in_production(
         "from django.conf import settings as s; "
         "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS >= 31536000, "
         "s.X_FRAME_OPTIONS, s.SECURE_SSL_REDIRECT, s.DEBUG)"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    out = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={
-            **clean,
-            "DJANGO_SETTINGS_MODULE": "tidportal.settings.production",
-            "DJANGO_SECRET_KEY": GOOD_KEY,
-            "DJANGO_ALLOWED_HOSTS": "tid.example",
-            **SIGNING,
-        },
-    )
+    assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "True", "DENY", "True", "False"]
 
 
