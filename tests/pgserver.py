@@ -11,11 +11,15 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 
 
 def _bindir() -> Path:
@@ -131,3 +135,32 @@ class PrivatePostgres:
         )
         replica.start()
         return replica
+
+
+@contextmanager
+def migrated_postgres() -> Iterator[tuple[PrivatePostgres, str]]:
+    """A private PostgreSQL server (which a test may stop and crash) with the project's database
+    migrated on it: the server and the database's URL. A standby made with ``standby`` may
+    live beside it, in ``server.folder.parent``, which is removed afterwards.
+
+    Its folder is not under pytest's tmp_path: a pytest session starting meanwhile makes
+    /tmp/pytest-of-<user> private again, and the server, running as the postgres user, would
+    lose its files mid-test."""
+    folder = Path(tempfile.mkdtemp(prefix="tidportal-pg-"))
+    server = PrivatePostgres(folder / "primary").init()
+    server.start()
+    try:
+        url = server.create_database("tidportal")
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tidportal.settings.test"}
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env={**env, "DATABASE_URL": url},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        yield server, url
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -13,12 +13,10 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -37,7 +35,7 @@ import psycopg
 from tests.helpers import free_port
 from tests.integration.conftest import wait_for
 from tests.partners.webhook_receiver import Receiver, running_receiver, verify_signature
-from tests.pgserver import PrivatePostgres
+from tests.pgserver import PrivatePostgres, migrated_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 LIST = "take-it-down"
@@ -478,34 +476,6 @@ def staff_accept_loop(stop_file: str, interval: float = 0.2) -> None:
 # ------------------------------------------------------------------------------------------------
 # A database of the test's own, and what must hold in it after a fault
 # ------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def migrated_postgres() -> Iterator[tuple[PrivatePostgres, str]]:
-    """A private PostgreSQL server (which a test may stop and crash) with the project's database
-    migrated on it: the server and the database's URL.
-
-    Its folder is not under pytest's tmp_path: a pytest session starting meanwhile makes
-    /tmp/pytest-of-<user> private again, and the server, running as the postgres user, would
-    lose its files mid-test."""
-    folder = Path(tempfile.mkdtemp(prefix="tidportal-faults-pg-"))
-    server = PrivatePostgres(folder / "data").init()
-    server.start()
-    try:
-        url = server.create_database("tidportal")
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tidportal.settings.test"}
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env={**env, "DATABASE_URL": url},
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        yield server, url
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

@@ -10,10 +10,8 @@ in-process cache, tasks in-process), so nothing is shared with other test runs.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +24,7 @@ import pytest
 
 from tests.helpers import free_port
 from tests.integration.conftest import wait_for
-from tests.pgserver import PrivatePostgres
+from tests.pgserver import PrivatePostgres, migrated_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 LIST = "take-it-down"
@@ -103,39 +101,22 @@ def pdq(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    # Not under pytest's tmp_path: a pytest session starting meanwhile makes /tmp/pytest-of-<user>
-    # private again, and the servers, running as the postgres user, would lose their folders.
-    folder = Path(tempfile.mkdtemp(prefix="tidportal-replica-"))
-    primary = PrivatePostgres(folder / "primary").init()
-    primary.start()
-    replica = None
-    try:
+    with migrated_postgres() as (primary, url):
+        replica = primary.standby(primary.folder.parent / "standby")
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tidportal.settings.base",
-            "DATABASE_URL": primary.create_database("tidportal"),
+            "DATABASE_URL": url,
+            "DATABASE_REPLICA_URL": replica.url("tidportal"),
             "DJANGO_LOG_LEVEL": "WARNING",
             "TID_METRICS_TOKEN": METRICS_TOKEN,
         }
-        for name in ("REDIS_URL", "DATABASE_REPLICA_URL", "TID_REPLICA_MAX_LAG_SECONDS"):
+        for name in ("REDIS_URL", "TID_REPLICA_MAX_LAG_SECONDS"):
             env.pop(name, None)
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert migrate.returncode == 0, migrate.stderr
-        replica = primary.standby(folder / "standby")
-        env["DATABASE_REPLICA_URL"] = replica.url("tidportal")
-        yield Pair(primary, replica, env)
-    finally:
-        for server in (replica, primary):
-            if server is not None:
-                server.stop("immediate")
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            yield Pair(primary, replica, env)
+        finally:
+            replica.stop("immediate")
 
 
 @pytest.fixture(scope="module")
