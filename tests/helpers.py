@@ -5,6 +5,10 @@ import random
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +75,34 @@ def run_in_production(code: str) -> subprocess.CompletedProcess:
             "TID_SIGNING_KEY_FILE": "/run/secrets/tidportal-signing.pem",
         },
     )
+
+
+def gunicorn_serving(env: dict[str, str], *, timeout: float = 60) -> Iterator[str]:
+    """The real WSGI app under gunicorn (one worker) on a free loopback port, with ``env``:
+    yields its base URL once /healthz answers, whatever the answer (a dependency may be down on
+    purpose), and stops it afterwards. A generator, for fixtures to ``yield from``."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "tidportal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=5)  # noqa: S310 - loopback
+                break
+            except urllib.error.HTTPError:
+                break  # it answers, with an error status
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -2,8 +2,6 @@
 bare 500 or a hang, and stores nothing half-way."""
 
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +11,7 @@ import pytest
 from django.test import Client, override_settings
 
 from cases.models import Case
-from tests.helpers import free_port
+from tests.helpers import free_port, gunicorn_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,34 +57,14 @@ def test_the_unavailable_page_is_readable_and_translated(rf):
 @pytest.fixture
 def server_without_database():
     """The real WSGI app under gunicorn, with PostgreSQL unreachable."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tidportal.settings.test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/tidportal",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "tidportal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    yield from gunicorn_serving(
+        {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tidportal.settings.test",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/tidportal",
+        },
+        timeout=30,
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=5)  # noqa: S310 - loopback
-        except urllib.error.HTTPError:
-            break  # it answers (503: no database)
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def fetch(url: str, **headers: str) -> urllib.error.HTTPError:

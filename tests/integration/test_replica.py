@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import gunicorn_serving
 from tests.integration.conftest import wait_for
 from tests.pgserver import PrivatePostgres, migrated_postgres
 
@@ -136,31 +136,7 @@ def keys(pair: Pair) -> dict[str, str]:
 
 
 def _server(pair: Pair, max_lag: float) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "tidportal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
-        cwd=ROOT,
-        env={**pair.env, "TID_REPLICA_MAX_LAG_SECONDS": str(max_lag)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(base), timeout=60)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _answers(base: str) -> bool:
-    try:
-        urllib.request.urlopen(base + "/healthz", timeout=5)  # noqa: S310 - loopback
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-    return True
+    yield from gunicorn_serving({**pair.env, "TID_REPLICA_MAX_LAG_SECONDS": str(max_lag)})
 
 
 @pytest.fixture(scope="module")
