@@ -401,8 +401,464 @@ done:
     return result;
 }
 
+/* ---- The packed layout (HammingIndex(memory=...) on PDQ; tidkit/index.py, _PackedSegment) ----
+
+Rows are stored in the order of their first chunk's value, which is therefore not stored: a
+row is a record of `record` bytes, the other bits of word 0 (`low` bytes, little-endian) then
+words 1 to 3 (little-endian). Every table's directory is a unary run: for each chunk value in
+turn, one 0 bit per row holding it, then a 1, so that the rows with value k start at (position
+of the k-th 1) - k. `blocks` holds 4 uint32 per 256 values: the rows before the block, then
+the offsets in the block's run of values 64, 128 and 192, so that finding a value passes at
+most 63 ones. Table 0's rows are the records themselves; the other tables have postings. */
+
+typedef struct {
+    int start, width;
+    const uint32_t *blocks;
+    const uint64_t *bits;
+    Py_ssize_t words; /* of `bits`, the last one a zero pad */
+    const uint8_t *postings; /* NULL for table 0 */
+} Unary;
+
+typedef struct {
+    const uint8_t *records;
+    int record, low;
+    const uint8_t *alive; /* one bit per row, little-endian */
+    Py_ssize_t n;
+    int stride;
+    int tables;
+    Unary table[MAX_TABLES];
+    const int64_t *probes;
+    Py_ssize_t nprobes;
+    int radius;
+    Py_ssize_t limit;
+} Packed;
+
+typedef struct {
+    uint64_t bit; /* where the probed value's block run is entered */
+    uint32_t key;
+    int table;
+} Probe;
+
+ALWAYS_INLINE uint64_t load_le(const uint8_t *p, int bytes) {
+    uint64_t value = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        value = value << 8 | p[i];
+    return value;
+}
+
+ALWAYS_INLINE uint64_t load_le64(const uint8_t *p) {
+    uint64_t value;
+    memcpy(&value, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    value = __builtin_bswap64(value);
+#endif
+    return value;
+}
+
+/* 64 bits of the run from bit `at` (the caller has checked at >> 6 < words - 1). */
+ALWAYS_INLINE uint64_t run_bits(const uint64_t *bits, uint64_t at) {
+    uint64_t word = at >> 6;
+    int shift = (int)(at & 63);
+    return shift ? bits[word] >> shift | bits[word + 1] << (64 - shift) : bits[word];
+}
+
+/* in_byte[b][k]: the position of the k-th (from 0) set bit of byte b (filled at import). */
+static uint8_t in_byte[256][8];
+
+/* The position of the rank-th (from 0) set bit of w, which has more than rank; without
+   branches (broadword: the bytes' running counts in one multiplication, then the byte whose
+   count passes rank, then a table). */
+ALWAYS_INLINE int select64(uint64_t w, int rank) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t c = w - (w >> 1 & 0x5555555555555555ULL);
+    c = (c & 0x3333333333333333ULL) + (c >> 2 & 0x3333333333333333ULL);
+    c = (c + (c >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    uint64_t running = c * ones; /* byte i: the set bits in bytes 0 to i */
+    /* bytes whose running count is at most rank (no borrow: each byte is 0x80 + rank - count) */
+    int byte = POPCOUNT64((((uint64_t)rank * ones | highs) - running) & highs);
+    int before = byte ? (int)(running >> (8 * byte - 8) & 0xFF) : 0;
+    return 8 * byte + in_byte[w >> (8 * byte) & 0xFF][rank - before];
+}
+
+/* The rows [*start, *end) of value `key` from the bit where its block's run is entered (past
+   the ones of values before key & ~63). 0 if the run does not fit the table (damaged). */
+ALWAYS_INLINE int unary_range(const Unary *t, uint64_t key, uint64_t bit, Py_ssize_t n,
+                              uint32_t *start, uint32_t *end) {
+    int need = (int)(key & 63);
+    if (need && (bit >> 6) + 2 < (uint64_t)t->words) {
+        /* Usually within two words: pick the word without a branch (which one is a coin
+           toss, so a branch would be mispredicted half the time). */
+        uint64_t w0 = run_bits(t->bits, bit), w1 = run_bits(t->bits, bit + 64);
+        int c0 = POPCOUNT64(w0);
+        uint64_t second = (uint64_t)0 - (uint64_t)(need > c0); /* all ones if past w0 */
+        uint64_t w = (w0 & ~second) | (w1 & second);
+        int rank = need - (c0 & (int)second);
+        if (rank <= POPCOUNT64(w)) {
+            bit += (second & 64) + select64(w, rank - 1) + 1;
+            need = 0;
+        }
+    }
+    while (need) { /* a run denser in rows than two words (hot values), or the table's end */
+        if ((bit >> 6) + 1 >= (uint64_t)t->words)
+            return 0;
+        uint64_t w = run_bits(t->bits, bit);
+        int c = POPCOUNT64(w);
+        if (c >= need) {
+            bit += select64(w, need - 1) + 1;
+            break;
+        }
+        need -= c;
+        bit += 64;
+    }
+    uint64_t zeros = 0;
+    for (;;) {
+        if (((bit + zeros) >> 6) + 1 >= (uint64_t)t->words)
+            return 0;
+        uint64_t w = run_bits(t->bits, bit + zeros);
+        if (w) {
+            zeros += __builtin_ctzll(w);
+            break;
+        }
+        zeros += 64;
+    }
+    if (bit < key || bit - key + zeros > (uint64_t)n)
+        return 0;
+    *start = (uint32_t)(bit - key);
+    *end = (uint32_t)(bit - key + zeros);
+    return 1;
+}
+
+ALWAYS_INLINE uint64_t block_entry(const Unary *t, uint64_t key) {
+    const uint32_t *block = t->blocks + 4 * (key >> 8);
+    int quarter = (int)(key >> 6) & 3;
+    return (uint64_t)block[0] + (key >> 8 << 8) + (quarter ? block[quarter] : 0);
+}
+
+/* The first chunk's value of `row` (table 0: the last value whose rows start at or before it);
+   -1 if the directory is damaged. */
+static int64_t first_chunk_of(const Packed *s, uint32_t row) {
+    const Unary *t = &s->table[0];
+    Py_ssize_t low = 0, high = ((Py_ssize_t)1 << t->width >> 8) - 1;
+    if (t->blocks[0] > row)
+        return -1;
+    while (low < high) { /* the last block starting at or before row */
+        Py_ssize_t mid = (low + high + 1) / 2;
+        if (t->blocks[4 * mid] <= row)
+            low = mid;
+        else
+            high = mid - 1;
+    }
+    uint64_t bit = (uint64_t)t->blocks[4 * low] + ((uint64_t)low << 8);
+    uint64_t zeros = row - t->blocks[4 * low] + 1, ones = 0; /* pass that many zeros */
+    for (;;) {
+        if ((bit >> 6) + 1 >= (uint64_t)t->words)
+            return -1;
+        uint64_t w = run_bits(t->bits, bit);
+        uint64_t z = 64 - POPCOUNT64(w);
+        if (z >= zeros) {
+            int at = select64(~w, (int)zeros - 1);
+            ones += POPCOUNT64(at ? w & ((~(uint64_t)0) >> (64 - at)) : 0);
+            break;
+        }
+        zeros -= z;
+        ones += 64 - z;
+        bit += 64;
+    }
+    uint64_t value = ((uint64_t)low << 8) + ones;
+    return value >> t->width ? -1 : (int64_t)value;
+}
+
+/* Distance of the query to a row, or radius + 1 and more when over; `chunk` is the row's first
+   chunk value if known, else -1. */
+ALWAYS_INLINE int packed_check(const Packed *s, const uint64_t *query, uint64_t number,
+                               uint32_t row, int64_t chunk, Found *found, int *bad) {
+    const uint8_t *r = s->records + (size_t)row * s->record;
+    int width = s->table[0].width;
+    uint64_t low_mask = (~(uint64_t)0) >> width;
+    int d = POPCOUNT64((load_le(r, s->low) ^ query[0]) & low_mask) +
+            POPCOUNT64(load_le64(r + s->low) ^ query[1]) +
+            POPCOUNT64(load_le64(r + s->low + 8) ^ query[2]) +
+            POPCOUNT64(load_le64(r + s->low + 16) ^ query[3]);
+    if (d > s->radius || !(s->alive[row >> 3] >> (row & 7) & 1))
+        return 0;
+    if (chunk < 0 && (chunk = first_chunk_of(s, row)) < 0) {
+        *bad = 1;
+        return 0;
+    }
+    d += POPCOUNT64((uint64_t)chunk ^ query[0] >> (64 - width));
+    if (d <= s->radius)
+        return found_push(found, number << 41 | (uint64_t)d << 32 | row);
+    return 0;
+}
+
+/* Every row against one query, table 0's run giving each row's first chunk. */
+static int packed_scan(const Packed *s, const uint64_t *query, uint64_t number, Found *found,
+                       int *bad) {
+    const Unary *t = &s->table[0];
+    uint64_t value = 0, row = 0;
+    for (Py_ssize_t word = 0; word < t->words && row < (uint64_t)s->n; word++) {
+        uint64_t w = t->bits[word];
+        for (int b = 0; b < 64 && row < (uint64_t)s->n; b++)
+            if (w >> b & 1)
+                value++;
+            else if (packed_check(s, query, number, (uint32_t)row++, (int64_t)value, found, bad))
+                return -1;
+    }
+    return 0;
+}
+
+ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_t q, Work *work,
+                             Probe *probes, int *bad) {
+    const uint64_t *query = queries + (size_t)q * 4;
+    uint64_t keys[MAX_TABLES];
+    for (int t = 0; t < s->tables; t++)
+        keys[t] = chunk_of(query, s->table[t].start, s->table[t].width);
+    for (Py_ssize_t p = 0; p < s->nprobes; p++) {
+        probes[p].table = (int)s->probes[2 * p];
+        probes[p].key = (uint32_t)(keys[probes[p].table] ^ (uint64_t)s->probes[2 * p + 1]);
+    }
+    /* Three passes, each fetching ahead: block entries, runs, then (below) postings and rows. */
+    for (Py_ssize_t p = 0; p < s->nprobes; p++) {
+        if (p + PREFETCH_SLOTS < s->nprobes) {
+            const Probe *ahead = &probes[p + PREFETCH_SLOTS];
+            PREFETCH(s->table[ahead->table].blocks + 4 * (ahead->key >> 8));
+        }
+        probes[p].bit = block_entry(&s->table[probes[p].table], probes[p].key);
+    }
+    Range *ranges = work->ranges;
+    Py_ssize_t total = 0, used = 0;
+    for (Py_ssize_t p = 0; p < s->nprobes; p++) {
+        if (p + PREFETCH_SLOTS < s->nprobes) {
+            const Probe *ahead = &probes[p + PREFETCH_SLOTS];
+            const Unary *t = &s->table[ahead->table];
+            if ((ahead->bit >> 6) < (uint64_t)t->words)
+                PREFETCH(t->bits + (ahead->bit >> 6));
+        }
+        uint32_t start, end;
+        const Unary *t = &s->table[probes[p].table];
+        if (!unary_range(t, probes[p].key, probes[p].bit, s->n, &start, &end)) {
+            *bad = 1;
+            continue;
+        }
+        if (end == start)
+            continue;
+        ranges[used].start = start;
+        ranges[used].end = end;
+        ranges[used].table = probes[p].table;
+        used++;
+        total += end - start;
+    }
+    if (total > s->limit)
+        return packed_scan(s, query, (uint64_t)q, &work->found, bad);
+    if ((size_t)total > work->capacity) {
+        uint32_t *rows = realloc(work->rows, total * sizeof(uint32_t));
+        if (!rows)
+            return -1;
+        work->rows = rows;
+        work->capacity = total;
+    }
+    uint64_t *seen = NULL;
+    if (total >= DEDUPLICATE_FROM) {
+        if (!work->seen && !(work->seen = calloc(((size_t)s->n >> 6) + 1, sizeof(uint64_t))))
+            return -1;
+        seen = work->seen;
+    }
+    uint32_t *rows = work->rows;
+    Py_ssize_t gathered = 0;
+    for (Py_ssize_t r = 0; r < used; r++) {
+        const Unary *t = &s->table[ranges[r].table];
+        if (r + PREFETCH_SLOTS < used) {
+            const Range *ahead = &ranges[r + PREFETCH_SLOTS];
+            const Unary *ta = &s->table[ahead->table];
+            PREFETCH(ta->postings ? ta->postings + (size_t)ahead->start * s->stride
+                                  : s->records + (size_t)ahead->start * s->record);
+        }
+        for (uint32_t at = ranges[r].start; at < ranges[r].end; at++) {
+            uint32_t row = t->postings ? posting(t->postings, s->stride, at) : at;
+            if (row >= s->n) {
+                *bad = 1;
+                continue;
+            }
+            if (seen) {
+                uint64_t bit = (uint64_t)1 << (row & 63);
+                if (seen[row >> 6] & bit)
+                    continue;
+                seen[row >> 6] |= bit;
+            }
+            rows[gathered++] = row;
+        }
+    }
+    int status = 0;
+    for (Py_ssize_t i = 0; i < gathered && !status; i++) {
+        if (i + PREFETCH_AHEAD < gathered) { /* both lines: a record may straddle two */
+            const uint8_t *ahead = s->records + (size_t)rows[i + PREFETCH_AHEAD] * s->record;
+            PREFETCH(ahead);
+            PREFETCH(ahead + s->record - 1);
+        }
+        status = packed_check(s, query, (uint64_t)q, rows[i], -1, &work->found, bad);
+    }
+    if (seen)
+        for (Py_ssize_t i = 0; i < gathered; i++)
+            seen[rows[i] >> 6] = 0;
+    return status;
+}
+
+#define PACKED_BODY                                                                           \
+    {                                                                                         \
+        for (Py_ssize_t q = 0; q < count; q++)                                                \
+            if (s->tables ? packed_one(s, queries, q, work, probes, bad)                      \
+                          : packed_scan(s, queries + (size_t)q * 4, (uint64_t)q,              \
+                                        &work->found, bad))                                   \
+                return -1;                                                                    \
+        return 0;                                                                             \
+    }
+
+static int packed_plain(const Packed *s, const uint64_t *queries, Py_ssize_t count, Work *work,
+                        Probe *probes, int *bad) PACKED_BODY
+
+#ifdef DISPATCH_POPCNT
+__attribute__((target("popcnt"))) static int
+packed_popcnt(const Packed *s, const uint64_t *queries, Py_ssize_t count, Work *work,
+              Probe *probes, int *bad) PACKED_BODY
+#endif
+
+typedef int (*PackedFunction)(const Packed *, const uint64_t *, Py_ssize_t, Work *, Probe *,
+                              int *);
+static PackedFunction packed_function = packed_plain;
+
+/* Checks the descriptors (rows of start bit, width, offset in `blocks` (uint32s), offset in
+   `bits` (words), number of words, offset in `postings` (bytes) or -1 for table 0). */
+static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer *blocks,
+                             const Py_buffer *bits, const Py_buffer *postings) {
+    const int64_t *d = tables->buf;
+    Py_ssize_t count = tables->len / (Py_ssize_t)(6 * sizeof(int64_t));
+    if (count * 6 * (Py_ssize_t)sizeof(int64_t) != tables->len || count < 1 || count > MAX_TABLES)
+        return "table descriptors do not fit the arrays";
+    s->tables = (int)count;
+    for (Py_ssize_t t = 0; t < count; t++, d += 6) {
+        int64_t start = d[0], width = d[1], blocks_at = d[2], bits_at = d[3], words = d[4],
+                post_at = d[5];
+        if (width < 8 || width > 32 || start < 0 || start + width > 256)
+            return "table descriptors do not fit the arrays";
+        if ((t == 0) != (post_at < 0) || (t == 0 && (start != 0 || 64 - width > 8 * s->low)))
+            return "table descriptors do not fit the arrays";
+        int64_t values = (int64_t)1 << width;
+        if (blocks_at < 0 || blocks_at + 4 * (values >> 8) > blocks->len / 4)
+            return "table descriptors do not fit the arrays";
+        if (bits_at < 0 || words < (s->n + values) / 64 + 2 || bits_at + words > bits->len / 8)
+            return "table descriptors do not fit the arrays";
+        if (post_at >= 0 && post_at + (int64_t)s->n * s->stride > postings->len)
+            return "table descriptors do not fit the arrays";
+        Unary *u = &s->table[t];
+        u->start = (int)start;
+        u->width = (int)width;
+        u->blocks = (const uint32_t *)blocks->buf + blocks_at;
+        u->bits = (const uint64_t *)bits->buf + bits_at;
+        u->words = (Py_ssize_t)words;
+        u->postings = post_at < 0 ? NULL : (const uint8_t *)postings->buf + post_at;
+    }
+    return NULL;
+}
+
+PyDoc_STRVAR(search_packed_doc,
+             "search_packed(records, low, alive, stride, tables, blocks, bits, postings, probes, "
+             "queries, radius, limit) -> bytes\n\n"
+             "The packed matches of PDQ queries in one packed segment (see tidkit/index.py). "
+             "With no probes, a scan.");
+
+static PyObject *search_packed(PyObject *self, PyObject *args) {
+    Py_buffer records, alive, tables, blocks, bits, postings, probes, queries;
+    int low, stride, radius;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "y*iy*iy*y*y*y*y*y*in", &records, &low, &alive, &stride,
+                          &tables, &blocks, &bits, &postings, &probes, &queries, &radius,
+                          &limit))
+        return NULL;
+    PyObject *result = NULL;
+    Packed s;
+    memset(&s, 0, sizeof(s));
+    Work work;
+    memset(&work, 0, sizeof(work));
+    Probe *probe_work = NULL;
+    int status = 0, bad = 0;
+    const char *problem = NULL;
+    s.records = records.buf;
+    s.low = low;
+    s.record = low + 24;
+    s.alive = alive.buf;
+    s.stride = stride;
+    s.radius = radius;
+    s.limit = limit;
+    s.probes = probes.buf;
+    s.nprobes = probes.len / (Py_ssize_t)(2 * sizeof(int64_t));
+    Py_ssize_t count = queries.len / 32;
+    if (low < 1 || low > 8)
+        problem = "low is 1 to 8 bytes";
+    else if (stride != 3 && stride != 4)
+        problem = "stride is 3 or 4";
+    else if (records.len % s.record || queries.len % 32)
+        problem = "records and queries do not fit their sizes";
+    else if ((s.n = records.len / s.record) > UINT32_MAX || (stride == 3 && s.n > (1 << 24)) ||
+             alive.len * 8 < s.n)
+        problem = "too many rows for the stride, or too few tombstones";
+    else if ((uint64_t)count > MAX_QUERY_NUMBER)
+        problem = "too many queries at once";
+    else if (radius < 0 || limit < 0)
+        problem = "negative radius or limit";
+    else if ((problem = set_unary(&s, &tables, &blocks, &bits, &postings)) == NULL) {
+        const int64_t *p = s.probes;
+        for (Py_ssize_t i = 0; i < s.nprobes && !problem; i++, p += 2)
+            if (p[0] < 0 || p[0] >= s.tables || p[1] < 0 || (p[1] >> s.table[p[0]].width))
+                problem = "a probe names no table or flips bits outside its chunk";
+    }
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        goto done;
+    }
+    if (s.nprobes) {
+        work.ranges = malloc(s.nprobes * sizeof(Range));
+        probe_work = malloc(s.nprobes * sizeof(Probe));
+        if (!work.ranges || !probe_work) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    } else
+        s.tables = 0; /* a scan: table 0 (still described) gives each row's first chunk */
+    Py_BEGIN_ALLOW_THREADS
+    status = packed_function(&s, queries.buf, count, &work, probe_work, &bad);
+    if (!status)
+        sort_unique(&work.found);
+    Py_END_ALLOW_THREADS
+    if (status) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "the index's tables point outside it (a damaged file?)");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize((const char *)work.found.data,
+                                       work.found.size * sizeof(uint64_t));
+done:
+    free(work.found.data);
+    free(work.ranges);
+    free(work.rows);
+    free(work.seen);
+    free(probe_work);
+    PyBuffer_Release(&records);
+    PyBuffer_Release(&alive);
+    PyBuffer_Release(&tables);
+    PyBuffer_Release(&blocks);
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&postings);
+    PyBuffer_Release(&probes);
+    PyBuffer_Release(&queries);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"search", search, METH_VARARGS, search_doc},
+    {"search_packed", search_packed, METH_VARARGS, search_packed_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -411,10 +867,16 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__hamming(void) {
+    for (int b = 0; b < 256; b++)
+        for (int i = 0, k = 0; i < 8; i++)
+            if (b >> i & 1)
+                in_byte[b][k++] = (uint8_t)i;
 #ifdef DISPATCH_POPCNT
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("popcnt"))
+    if (__builtin_cpu_supports("popcnt")) {
         search_function = search_popcnt;
+        packed_function = packed_popcnt;
+    }
 #endif
     return PyModule_Create(&module);
 }

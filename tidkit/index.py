@@ -92,8 +92,11 @@ _FINE_LIMIT = 1 << 16  # ... and a uint16 offset from it per slot, when the offs
 _BATCH_QUERIES = 1 << 20  # queries answered in one go (their numbers are packed in 23 bits)
 _BATCH_PARSE = 1 << 14  # hex hashes parsed in one go (small temporaries leave no heap behind)
 
-_MAGIC = b"TIDKHIX2"  # then a little-endian uint64 header length, the JSON header, the arrays
-_OLD_MAGICS = (b"TIDKHIX1",)
+_PACKED_FROM = 1 << 16  # capped PDQ segments of this many rows or more are packed
+_UNARY_PROBE_COST = 3.0  # a probed value in a unary run costs about three candidates checked
+
+_MAGIC = b"TIDKHIX3"  # then a little-endian uint64 header length, the JSON header, the arrays
+_OLD_MAGICS = (b"TIDKHIX1", b"TIDKHIX2")
 _ALIGN = 64
 
 
@@ -133,16 +136,18 @@ def _split(bits: int, chunks: int) -> tuple[int, ...]:
     return (base + 1,) * extra + (base,) * (chunks - extra)
 
 
-def _levels(widths: Sequence[int], rows: int, radius: int) -> tuple[list[int], float] | None:
+def _levels(
+    widths: Sequence[int], rows: int, radius: int, probe_cost: float = _PROBE_COST
+) -> tuple[list[int], float] | None:
     """Probe levels (``s_i``, see the module docstring) adding up to ``radius + 1``, chosen
-    greedily by the estimated cost (slots probed plus candidates checked, for uniform data), and
-    that cost; None if brute force is cheaper."""
+    greedily by the estimated cost (slots probed, at ``probe_cost`` candidates each, plus
+    candidates checked, for uniform data), and that cost; None if brute force is cheaper."""
 
     def cost(width: int, level: int) -> float:
         if not level:
             return 0.0
         slots = _ball(width, level - 1)
-        return slots * _PROBE_COST + slots * rows / (1 << width)
+        return slots * probe_cost + slots * rows / (1 << width)
 
     if radius >= sum(widths):
         return None
@@ -155,6 +160,23 @@ def _levels(widths: Sequence[int], rows: int, radius: int) -> tuple[list[int], f
         levels[step.index(min(step))] += 1
     total = sum(cost(w, s) for w, s in zip(widths, levels, strict=True))
     return (levels, total) if total + _PROBE_OVERHEAD <= rows * _BRUTE_SHARE else None
+
+
+def _probe_plan(
+    widths: Sequence[int], rows: int, radius: int, probe_cost: float = _PROBE_COST
+) -> np.ndarray | None:
+    """(table, XOR mask) of every slot a query probes at ``radius`` in tables of these chunk
+    widths over ``rows`` rows; None: scan instead."""
+    plan = _levels(widths, rows, radius, probe_cost) if widths else None
+    if plan is None:
+        return None
+    parts = [
+        np.stack((np.full(len(masks), table), masks), axis=1)
+        for table, (width, level) in enumerate(zip(widths, plan[0], strict=True))
+        if level
+        for masks in [_flip_masks(width, level - 1)]
+    ]
+    return np.concatenate(parts)
 
 
 def _table_bytes(widths: Sequence[int], rows: int) -> float:
@@ -181,6 +203,53 @@ def _choose_widths(bits: int, rows: int, table_bytes: float) -> tuple[int, ...]:
             if plan is not None and plan[1] < best[0]:
                 best = (plan[1], widths)
     return best[1]
+
+
+def _unary_bytes(width: int, rows: int) -> float:
+    """Bytes per row of a unary run over ``width``-bit values (_PackedSegment)."""
+    values = 1 << width
+    return (((rows + values) // 64 + 2) * 8 + 16 * (values >> 8)) / rows
+
+
+def _choose_packed(rows: int, budget: float, id_bytes: int) -> tuple[int, ...]:
+    """Chunk widths for a packed segment of ``rows`` PDQ hashes in ``budget`` bytes per row,
+    the first chunk's (the rows' order) first: the cheapest at the design radius; () if
+    none fits or scanning is cheaper."""
+    best: tuple[float, tuple[int, ...]] = (math.inf, ())
+    stride = 3 if rows < _SHORT_ROWS else 4
+    for first in range(8, 25):
+        fixed = 24 + -(-(64 - first) // 8) + id_bytes + 1 / 8 + _unary_bytes(first, rows)
+        for width in range(8, _MAX_CHUNK_BITS + 1):
+            if (1 << width) > rows:
+                break
+            count = (256 - first) // width
+            count = min(count, int((budget - fixed) // (stride + _unary_bytes(width, rows))))
+            if count < 0:
+                break
+            widths = (first,) + (width,) * count
+            plan = _levels(widths, rows, _design_radius(256), _UNARY_PROBE_COST)
+            if plan is not None and plan[1] < best[0]:
+                best = (plan[1], widths)
+    return best[1]
+
+
+def _unary(counts: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unary run of a table whose value k is held by ``counts[k]`` rows, and its blocks
+    (see _PackedSegment)."""
+    values = len(counts)
+    ends = np.cumsum(counts)  # rows holding value k or less
+    flags = np.zeros(rows + values, dtype=bool)
+    flags[ends + np.arange(values)] = True  # value k's one follows its rows and k earlier ones
+    bits = np.zeros(((rows + values) // 64 + 2) * 8, dtype=np.uint8)
+    packed = np.packbits(flags, bitorder="little")
+    bits[: len(packed)] = packed
+    del flags, packed
+    starts = ends - counts  # rows before value k
+    blocks = np.empty((values >> 8, 4), dtype=np.uint32)
+    blocks[:, 0] = starts[::256]
+    for quarter in (1, 2, 3):  # where values 64, 128 and 192 of a block start in its run
+        blocks[:, quarter] = starts[64 * quarter :: 256] + 64 * quarter - starts[::256]
+    return blocks.reshape(-1), bits.view(np.uint64)
 
 
 def _chunk_values(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
@@ -214,6 +283,9 @@ class _Segment:
     a table's offsets do not fit 16 bits (values shared by tens of thousands of rows), a plain
     uint32 per slot in ``coarse``. ``tables`` describes each table in a row: first bit, width,
     offset in ``coarse``, offset in ``fine`` (-1: plain) and offset in ``postings`` (bytes)."""
+
+    kind = "plain"
+    id_ordered = True  # rows are in id order
 
     def __init__(
         self,
@@ -337,17 +409,7 @@ class _Segment:
     def probes(self, radius: int) -> np.ndarray | None:
         """(table, XOR mask) of every slot a query probes at ``radius``; None: scan instead."""
         if radius not in self._probes:
-            plan = _levels(self.widths, self.n, radius) if self.widths else None
-            probes = None
-            if plan is not None:
-                parts = [
-                    np.stack((np.full(len(masks), table), masks), axis=1)
-                    for table, (width, level) in enumerate(zip(self.widths, plan[0], strict=True))
-                    if level
-                    for masks in [_flip_masks(width, level - 1)]
-                ]
-                probes = np.concatenate(parts)
-            self._probes[radius] = probes
+            self._probes[radius] = _probe_plan(self.widths, self.n, radius)
         return self._probes[radius]
 
     def search(self, queries: np.ndarray, radius: int) -> np.ndarray:
@@ -383,6 +445,225 @@ class _Segment:
         }
 
 
+class _PackedSegment:
+    """A memory-capped segment of PDQ hashes (``HammingIndex(memory=...)``): rows in the order
+    of their first chunk's value, which is therefore not stored, tables with unary runs for
+    slot arrays, one tombstone bit per row. Immutable except for tombstones.
+
+    A row is a record: the bits of word 0 after the first chunk (``low`` bytes, little-endian),
+    then words 1 to 3 (little-endian). A table's run has, for each chunk value in turn, a 0 bit
+    per row holding it, then a 1; ``blocks`` has 4 uint32 per 256 values: the rows before the
+    block, and where values 64, 128 and 192 of the block start in its run. Table 0's rows are
+    the records themselves; the others have postings, ``stride`` bytes each. ``tables`` rows:
+    first bit, width, offset in ``blocks``, offset in ``bits`` (words), words, offset in
+    ``postings`` (bytes; -1 for table 0). The ids are in row order, so finding rows by id is a
+    pass over them (about 5 ms per 10 million): remove in batches."""
+
+    kind = "packed"
+    id_ordered = False
+    words = 4
+
+    def __init__(
+        self,
+        records: np.ndarray,
+        ids: np.ndarray,
+        alive: np.ndarray,
+        tables: np.ndarray,
+        blocks: np.ndarray,
+        bits: np.ndarray,
+        postings: np.ndarray,
+        *,
+        id_base: int = 0,
+    ) -> None:
+        self.records, self.ids, self.alive = records, ids, alive
+        self.tables, self.blocks, self.bits, self.postings = tables, blocks, bits, postings
+        self.id_base = id_base
+        self.n = len(ids)
+        self.low = records.shape[1] - 24 if records.ndim == 2 else 0
+        self.widths = tuple(int(w) for w in tables[:, 1]) if tables.ndim == 2 else ()
+        postings_tables = len(self.widths) - 1
+        self.stride = len(postings) // (postings_tables * self.n) if postings_tables > 0 else 3
+        self.limit = int(self.n * _BRUTE_SHARE)
+        self._probes: dict[int, np.ndarray | None] = {}
+        if not (
+            records.dtype == np.uint8
+            and records.ndim == 2
+            and 1 <= self.low <= 8
+            and len(records) == self.n
+            and ids.dtype in (np.uint32, np.int64)
+            and alive.dtype == np.uint8
+            and len(alive) == -(-self.n // 8)
+            and tables.dtype == np.int64
+            and tables.ndim == 2
+            and tables.shape[1] == 6
+            and len(tables) >= 1
+            and blocks.dtype == np.uint32
+            and bits.dtype == np.uint64
+            and postings.dtype == np.uint8
+            and self.stride in (3, 4)
+            and len(postings) == postings_tables * self.n * self.stride
+            and (tables[:, 0] == np.cumsum([0, *self.widths[:-1]])).all()
+            and 64 - self.widths[0] <= 8 * self.low
+            and all(self._run_fits(*(int(v) for v in table)) for table in tables)
+        ):
+            raise IndexFileError("The index's arrays do not fit together (a damaged file?).")
+        self.dead = self.n - int(np.unpackbits(alive, bitorder="little")[: self.n].sum())
+
+    def _run_fits(
+        self, start: int, width: int, blocks_at: int, bits_at: int, words: int, _
+    ) -> bool:
+        """Whether a table's run holds one 1 per value (a few milliseconds at 10 million rows;
+        _hamming.c checks the rest of what it reads as it goes)."""
+        run = self.bits[bits_at : bits_at + words]
+        if not (8 <= width <= 32 and len(run) == words == (self.n + (1 << width)) // 64 + 2):
+            return False
+        return int(np.bitwise_count(run).sum(dtype=np.int64)) == 1 << width
+
+    @classmethod
+    def build(cls, hashes: np.ndarray, ids: np.ndarray, widths: Sequence[int]) -> Self:
+        """A segment of these rows (ids sorted and unique) with tables of these widths."""
+        n, first = len(ids), widths[0]
+        keys = _chunk_values(hashes, 0, first)
+        packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+        packed.sort()
+        order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        del packed
+        low = -(-(64 - first) // 8)
+        records = np.empty((n, 24 + low), dtype=np.uint8)
+        mask = np.uint64((1 << (64 - first)) - 1)
+        for at in range(0, n, 1 << 20):  # in parts: no second copy of all the hashes
+            part = hashes[order[at : at + (1 << 20)]]
+            heads = (part[:, 0] & mask).astype("<u8").view(np.uint8).reshape(-1, 8)
+            records[at : at + len(part), :low] = heads[:, :low]
+            records[at : at + len(part), low:] = part[:, 1:].astype("<u8").view(np.uint8)
+        stride = 3 if n < _SHORT_ROWS else 4
+        tables = np.zeros((len(widths), 6), dtype=np.int64)
+        postings = np.empty((len(widths) - 1) * n * stride, dtype=np.uint8)
+        blocks_parts, bits_parts, blocks_at, bits_at = [], [], 0, 0
+        start = 0
+        for table, width in enumerate(widths):
+            keys = _chunk_values(hashes, start, width)[order]
+            counts = np.bincount(keys.view(np.int64), minlength=1 << width)
+            post_at = -1
+            if table:
+                post_at = (table - 1) * n * stride
+                packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+                packed.sort()
+                rows = packed.view(np.uint8).reshape(n, 8)[:, :stride]
+                postings[post_at : post_at + n * stride].reshape(n, stride)[:] = rows
+                del packed, rows
+            del keys
+            blocks, bits = _unary(counts, n)
+            tables[table] = (start, width, blocks_at, bits_at, len(bits), post_at)
+            blocks_parts.append(blocks)
+            bits_parts.append(bits)
+            blocks_at += len(blocks)
+            bits_at += len(bits)
+            start += width
+        if len(ids) and int(ids[-1]) - int(ids[0]) < 1 << 32:
+            id_base, ids_ = int(ids[0]), (ids - ids[0]).astype(np.uint32)[order]
+        else:
+            id_base, ids_ = 0, ids.astype(np.int64)[order]
+        alive = np.full(-(-n // 8), 0xFF, dtype=np.uint8)
+        if n % 8:
+            alive[-1] = (1 << (n % 8)) - 1
+        return cls(
+            records,
+            ids_,
+            alive,
+            tables,
+            np.concatenate(blocks_parts),
+            np.concatenate(bits_parts),
+            postings,
+            id_base=id_base,
+        )
+
+    @property
+    def live(self) -> int:
+        return self.n - self.dead
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays().values())
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.ids[rows].astype(np.int64) + self.id_base
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The live rows holding ``ids`` (sorted, unique; those not here are skipped): a pass
+        over the ids."""
+        if not self.n:
+            return np.zeros(0, dtype=np.int64)
+        wanted = ids[(ids >= self.id_base) & (ids <= self.id_base + int(self.ids.max()))]
+        wanted = (wanted - self.id_base).astype(self.ids.dtype)
+        if not len(wanted):
+            return np.zeros(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(wanted, self.ids), len(wanted) - 1)
+        rows = np.flatnonzero(wanted[at] == self.ids)
+        return rows[((self.alive[rows >> 3] >> (rows & 7).astype(np.uint8)) & 1).astype(bool)]
+
+    def kill(self, ids: np.ndarray) -> None:
+        rows = self.rows_of(ids)
+        np.bitwise_and.at(self.alive, rows >> 3, ~(np.uint8(1) << (rows & 7).astype(np.uint8)))
+        self.dead += len(rows)
+
+    def live_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, ids) of the live rows, by id."""
+        first = self.widths[0]
+        start, width, _, bits_at, words, _ = (int(v) for v in self.tables[0])
+        run = self.bits[bits_at : bits_at + words].view(np.uint8)
+        ones = np.flatnonzero(np.unpackbits(run, bitorder="little")[: self.n + (1 << first)])
+        counts = np.diff(ones, prepend=-1) - 1
+        hashes = np.empty((self.n, 4), dtype=np.uint64)
+        heads = np.zeros((self.n, 8), dtype=np.uint8)
+        heads[:, : self.low] = self.records[:, : self.low]
+        hashes[:, 0] = heads.view("<u8")[:, 0] & np.uint64((1 << (64 - first)) - 1)
+        del heads
+        hashes[:, 0] |= np.repeat(np.arange(1 << first, dtype=np.uint64), counts) << np.uint64(
+            64 - first
+        )
+        hashes[:, 1:] = self.records[:, self.low :].copy().view("<u8")
+        alive = np.unpackbits(self.alive, bitorder="little")[: self.n].astype(bool)
+        ids = self.ids_of(alive)
+        order = np.argsort(ids, kind="stable")
+        return hashes[alive][order], ids[order]
+
+    def probes(self, radius: int) -> np.ndarray | None:
+        if radius not in self._probes:
+            self._probes[radius] = _probe_plan(self.widths, self.n, radius, _UNARY_PROBE_COST)
+        return self._probes[radius]
+
+    def search(self, queries: np.ndarray, radius: int) -> np.ndarray:
+        """As _Segment.search; rows are not in id order here."""
+        probes = self.probes(radius)
+        found = _hamming.search_packed(
+            self.records,
+            self.low,
+            self.alive,
+            self.stride,
+            self.tables,
+            self.blocks,
+            self.bits,
+            self.postings,
+            probes if probes is not None else _NO_PROBES,
+            queries,
+            radius,
+            self.limit,
+        )
+        return np.frombuffer(found, dtype=np.uint64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "records": self.records,
+            "ids": self.ids,
+            "alive": self.alive,
+            "tables": self.tables,
+            "blocks": self.blocks,
+            "bits": self.bits,
+            "postings": self.postings,
+        }
+
+
 class HammingIndex:
     """An exact radius index of fixed-width hex hashes, keyed by integer ids.
 
@@ -406,7 +687,7 @@ class HammingIndex:
         self.memory = memory
         # Bytes per hash left for tables: the hash itself, a 4-byte id and a tombstone come first.
         self._table_bytes = math.inf if memory is None else (memory - 1) * bits / 8 - 5
-        self._segments: tuple[_Segment, ...] = ()  # indexed, oldest (and largest) first
+        self._segments: tuple[_Segment | _PackedSegment, ...] = ()  # oldest (largest) first
         self._delta = self._flat(np.zeros((0, self.words), np.uint64), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
@@ -472,17 +753,19 @@ class HammingIndex:
         for first in range(0, len(queries), _BATCH_QUERIES):
             batch = queries[first : first + _BATCH_QUERIES]
             parts = []
+            in_order = True  # one part, sorted by id within each distance
             for segment in segments:
                 packed = segment.search(batch, radius)
                 if len(packed):
                     rows = packed & np.uint64(0xFFFFFFFF)
                     distances = (packed >> np.uint64(32)) & np.uint64(0x1FF)
                     parts.append((packed >> np.uint64(41), segment.ids_of(rows), distances))
+                    in_order = in_order and segment.id_ordered
             if not parts:
                 answers += [[] for _ in range(len(batch))]
                 continue
             numbers, ids, distances = parts[0]
-            if len(parts) > 1:  # each part is sorted; an id is in one segment only
+            if len(parts) > 1 or not in_order:  # an id is in one segment only
                 numbers, ids, distances = (np.concatenate(p) for p in zip(*parts, strict=True))
                 order = np.lexsort((ids, distances, numbers))
                 numbers, ids, distances = numbers[order], ids[order], distances[order]
@@ -501,7 +784,7 @@ class HammingIndex:
         header: dict = {"bits": self.bits, "memory": self.memory, "segments": []}
         arrays, offset = [], 0
         for segment in segments:
-            described: dict = {"id_base": segment.id_base, "arrays": {}}
+            described: dict = {"kind": segment.kind, "id_base": segment.id_base, "arrays": {}}
             for name, array in segment.arrays().items():
                 array = np.ascontiguousarray(array)
                 described["arrays"][name] = [offset, array.dtype.str, list(array.shape)]
@@ -554,11 +837,16 @@ class HammingIndex:
                 raise IndexFileError(f"{path} is cut short") from None
             return data.reshape(shape)
 
-        def segment(described: dict) -> _Segment:
-            arrays = {name: array(*spec) for name, spec in described["arrays"].items()}
-            for name, data in arrays.items():
-                data.flags.writeable = name == "alive"  # only tombstones change in place
-            return _Segment(**arrays, id_base=described["id_base"])
+        def segment(described: dict) -> _Segment | _PackedSegment:
+            kinds = {kind.kind: kind for kind in (_Segment, _PackedSegment)}
+            try:
+                kind, specs = kinds[described["kind"]], described["arrays"]
+                arrays = {name: array(*spec) for name, spec in specs.items()}
+                for name, data in arrays.items():
+                    data.flags.writeable = name == "alive"  # only tombstones change in place
+                return kind(**arrays, id_base=described["id_base"])
+            except (KeyError, TypeError):
+                raise IndexFileError(f"{path} is not a tidkit index file") from None
 
         segments = [segment(part) for part in described]
         index._segments, index._delta = tuple(segments[:-1]), segments[-1]
@@ -567,7 +855,12 @@ class HammingIndex:
     def _flat(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment:
         return _Segment.build(self.bits, hashes, ids)
 
-    def _indexed(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment:
+    def _indexed(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment | _PackedSegment:
+        if self.memory is not None and self.bits == 256 and len(ids) >= _PACKED_FROM:
+            id_bytes = 4 if int(ids[-1]) - int(ids[0]) < 1 << 32 else 8
+            widths = _choose_packed(len(ids), self.memory * 32 - 1e-3, id_bytes)
+            if widths:
+                return _PackedSegment.build(hashes, ids, widths)
         return _Segment.build(self.bits, hashes, ids, table_bytes=self._table_bytes)
 
     def _discard(self, ids: np.ndarray) -> None:

@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -139,9 +140,14 @@ def test_every_radius_equals_brute_force(seed, bits, shape, batches):
     ),
 )
 def test_interleaved_changes_and_reloads_stay_exact(seed, bits, shape, steps):
+    changes_and_reloads_stay_exact(seed, bits, shape, steps)
+
+
+def changes_and_reloads_stay_exact(seed, bits, shape, steps, memory=None) -> None:
+    """(With ``memory`` 2.5 and _PACKED_FROM patched, the first add makes a packed segment.)"""
     rng = np.random.default_rng(seed)
     pool = hash_set(rng, bits, 60000, shape)
-    index, model, next_row = HammingIndex(bits=bits), {}, 0
+    index, model, next_row = HammingIndex(bits=bits, memory=memory), {}, 0
     radius = MAX_RADIUS[bits]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "index.bin"
@@ -261,6 +267,71 @@ def test_every_layout_gives_the_same_answers(bits, layout, monkeypatch, tmp_path
         assert_matches_brute_force(copy, model, queries, [0, MAX_RADIUS[bits]])
 
 
+# The packed layout of a memory cap on PDQ (rows in the order of their first chunk, which is not
+# stored; unary slot arrays; one tombstone bit per row), on lists small enough to test: from
+# 4,096 rows rather than 65,536, at 2.5 times the raw bytes (under 2x needs about 60,000).
+PACKED = {"_PACKED_FROM": 4096}
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.sampled_from(SHAPES),
+    steps=st.lists(
+        st.sampled_from(["add", "add many", "remove", "remove many", "replace", "save and load"]),
+        min_size=4,
+        max_size=9,
+    ),
+)
+def test_the_packed_layout_stays_exact_through_changes_and_reloads(seed, shape, steps):
+    with mock.patch.multiple("tidkit.index", **PACKED):
+        changes_and_reloads_stay_exact(seed, 256, shape, steps, memory=2.5)
+
+
+PACKED_LAYOUTS = {
+    "packed": {},
+    "packed, 4-byte postings": {"_SHORT_ROWS": 1000},
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
+def test_the_packed_layout_gives_the_same_answers(shape, layout, tmp_path):
+    rng = np.random.default_rng(29)
+    data = hash_set(rng, 256, 30000, shape)
+    ids = np.sort(rng.choice(10**12, len(data), replace=False))  # sparse: 8-byte ids
+    model = dict(zip(ids.tolist(), hexes(data), strict=True))
+    queries = queries_near(rng, data, 256, 16)
+    with mock.patch.multiple("tidkit.index", **PACKED, **PACKED_LAYOUTS[layout]):
+        memory = 3 if "4-byte" in layout else 2.5  # (a byte more per table)
+        index = HammingIndex(memory=memory)
+        index.add(list(model), list(model.values()))
+        (segment,) = index._segments
+        assert segment.kind == "packed"
+        assert segment.stride == (4 if "4-byte" in layout else 3)
+        assert index.nbytes < memory * len(data) * 32
+        hashes, ids_ = segment.live_rows()  # what merges and rebuilds start from
+        assert ids_.tolist() == ids.tolist() and hexes(hashes.byteswap().view(np.uint8)) == [
+            model[i] for i in ids.tolist()
+        ]
+        assert segment.probes(100) is None  # a radius that scans
+        for copy in (index, _saved_and_loaded(index, tmp_path)):
+            assert_matches_brute_force(copy, model, queries, [0, 12, 31, 40, 100])
+        segment.limit = 0  # every probed query scans the segment instead
+        assert_matches_brute_force(index, model, queries, [31])
+
+
+def test_a_packed_index_under_twice_the_raw_bytes_finds_what_brute_force_does():
+    rng = np.random.default_rng(31)
+    data = hash_set(rng, 256, 70000, "families")
+    model = dict(enumerate(hexes(data)))
+    index = HammingIndex(memory=2)
+    index.add(list(model), list(model.values()))
+    assert [segment.kind for segment in index._segments] == ["packed"]
+    assert index.nbytes < 2 * len(data) * 32
+    assert_matches_brute_force(index, model, queries_near(rng, data, 256, 24), [31])
+
+
 def _saved_and_loaded(index: HammingIndex, folder: Path) -> HammingIndex:
     index.save(folder / "copy.index")
     return HammingIndex.load(folder / "copy.index")
@@ -346,6 +417,26 @@ def _pdq_index_file(folder: Path) -> tuple[Path, dict, int]:
     raw = (folder / "pdq.index").read_bytes()
     length = int.from_bytes(raw[8:16], "little")
     return folder / "pdq.index", json.loads(raw[16 : 16 + length]), -(-(16 + length) // 64) * 64
+
+
+@pytest.mark.parametrize("array", ["blocks", "bits", "postings"])
+def test_a_damaged_packed_file_is_refused_not_read_out_of_bounds(array, tmp_path):
+    data = hash_set(np.random.default_rng(37), 256, 20000, "uniform")
+    with mock.patch.multiple("tidkit.index", **PACKED):
+        index = HammingIndex(memory=2.5)
+        index.add(list(range(len(data))), hexes(data))
+    index.save(tmp_path / "pdq.index")
+    raw = bytearray((tmp_path / "pdq.index").read_bytes())
+    length = int.from_bytes(raw[8:16], "little")
+    base = -(-(16 + length) // 64) * 64
+    (described,) = json.loads(raw[16 : 16 + length])["segments"][:1]
+    assert described["kind"] == "packed"
+    offset, dtype, shape = described["arrays"][array]
+    size = np.dtype(dtype).itemsize * int(np.prod(shape))
+    raw[base + offset : base + offset + size] = b"\xff" * size
+    (tmp_path / "pdq.index").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="point outside|do not fit together"):  # load or query
+        HammingIndex.load(tmp_path / "pdq.index").query_many(hexes(data[:20]), 31)
 
 
 def test_a_damaged_file_is_refused_not_read_out_of_bounds(tmp_path):
