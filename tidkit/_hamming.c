@@ -255,6 +255,26 @@ static void sort_unique(Found *found) {
     found->size = kept;
 }
 
+/* A search call's answer: the packed matches as bytes, or the error its status and damage
+   flag call for. */
+static PyObject *search_answer(int status, int bad, const Work *work) {
+    if (status)
+        return PyErr_NoMemory();
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "the index's tables point outside it (a damaged file?)");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)work->found.data,
+                                     work->found.size * sizeof(uint64_t));
+}
+
+static void work_free(Work *work) {
+    free(work->found.data);
+    free(work->ranges);
+    free(work->rows);
+    free(work->seen);
+}
+
 #define SEARCH_BODY                                                                           \
     {                                                                                         \
         if (!s->tables)                                                                       \
@@ -375,21 +395,9 @@ static PyObject *search(PyObject *self, PyObject *args) {
     if (!status)
         sort_unique(&work.found);
     Py_END_ALLOW_THREADS
-    if (status) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "the index's tables point outside it (a damaged file?)");
-        goto done;
-    }
-    result = PyBytes_FromStringAndSize((const char *)work.found.data,
-                                       work.found.size * sizeof(uint64_t));
+    result = search_answer(status, bad, &work);
 done:
-    free(work.found.data);
-    free(work.ranges);
-    free(work.rows);
-    free(work.seen);
+    work_free(&work);
     PyBuffer_Release(&hashes);
     PyBuffer_Release(&alive);
     PyBuffer_Release(&tables);
@@ -829,21 +837,9 @@ static PyObject *search_packed(PyObject *self, PyObject *args) {
     if (!status)
         sort_unique(&work.found);
     Py_END_ALLOW_THREADS
-    if (status) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "the index's tables point outside it (a damaged file?)");
-        goto done;
-    }
-    result = PyBytes_FromStringAndSize((const char *)work.found.data,
-                                       work.found.size * sizeof(uint64_t));
+    result = search_answer(status, bad, &work);
 done:
-    free(work.found.data);
-    free(work.ranges);
-    free(work.rows);
-    free(work.seen);
+    work_free(&work);
     free(probe_work);
     PyBuffer_Release(&records);
     PyBuffer_Release(&alive);

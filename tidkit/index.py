@@ -36,13 +36,22 @@ Choices, measured with bench/index.py on one core of the development VM (see its
   ids span 2**32 or more), a tombstone byte, and per table 3 bytes of postings (4 in segments
   of 2**24 rows or more) plus its slot array: a uint32 per 256 slots and a uint16 offset per
   slot (a plain uint32 per slot for a table where a value is shared by tens of thousands of
-  rows). 10 million PDQ hashes take 886 MB, 2.77 times the raw 320 MB. Under 2x and fast
-  cannot both be had this way: each table holds a row number per hash, at least log2(n)
-  bits (3 bytes at 10 million), so the 32 bytes left beside the hashes hold 7 or 8 tables, and
-  with 8 chunks instead of 11 a query must probe 3 flipped bits per chunk, about 11,000 slots
-  and 100,000 candidates. ``HammingIndex(memory=2)`` picks the fastest layout under a cap
-  (2: 627 MB, 1.96x, 390 queries/s, 8 chunks of 20 bits); the default is the fast one. A
-  pHash index cannot go under 2x at all (its hashes are 8 bytes, an id 4): capped, it scans.
+  rows). 10 million PDQ hashes take 886 MB, 2.77 times the raw 320 MB.
+- Under twice the raw bytes: ``HammingIndex(memory=2)``. Each table holds a row number per
+  hash, at least log2(n) bits (3 bytes at 10 million), so the 32 bytes beside each hash hold
+  at most 9 or 10 tables, and only if nothing else costs much. PDQ segments of 65,536 rows or
+  more are then packed (_PackedSegment), which wins back two tables: the rows are stored in the
+  order of their first chunk's value, so that chunk needs no postings and its bits are not
+  stored (a row is 29 bytes); the slot arrays are unary runs (a bit per row and per value,
+  with a uint32 every 64 values: 0.3 bytes per row, not 1.7); a tombstone is a bit. 10 million
+  PDQ hashes take 631 MB, 1.97x, in 10 chunks (24 bits, then 9 of 23, 231 bits indexed):
+  about 6,600 probed values and 6,500 candidates per query, each a cache miss or two, and
+  finding a value in a run costs a few popcounts more than a slot array. Measured side by side
+  (bench/index.py, one core): 1,300 to 1,450 queries/s one at a time, 1,600 in batches, against
+  faiss IndexBinaryFlat's 28 to 34 (47 to 56 times), where the default layout answers 2,800
+  to 4,200. The ids are in row order, not id order, so removing or finding one is a pass over
+  a segment's ids (about 5 ms per 10 million): remove in batches. A pHash index cannot go
+  under 2x with tables (its hashes are 8 bytes, an id 4): capped, it scans.
 - Files: ``save`` writes one file (a JSON header, then 64-byte-aligned arrays); ``load`` maps it
   copy-on-write, so 10 million hashes load in about a millisecond and pages are read as queries
   touch them; later adds, removes and merges never write to the file. A file of an older
@@ -293,7 +302,43 @@ _NO_TABLES = np.zeros((0, 5), dtype=np.int64)
 _NO_PROBES = np.zeros((0, 2), dtype=np.int64)
 
 
-class _Segment:
+class _Rows:
+    """What both kinds of segment share: ``n`` rows, ``dead`` of them removed, ids as offsets
+    from ``id_base``, tables of chunk ``widths``, and the arrays named in ``_ARRAYS`` (what
+    ``save`` writes and ``load`` passes back to the constructor)."""
+
+    _ARRAYS: tuple[str, ...] = ()
+    probe_cost = _PROBE_COST
+    n: int
+    dead: int
+    id_base: int
+    ids: np.ndarray
+    widths: tuple[int, ...]
+    _probes: dict[int, np.ndarray | None]
+
+    @property
+    def live(self) -> int:
+        return self.n - self.dead
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the segment's arrays."""
+        return sum(a.nbytes for a in self.arrays().values())
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.ids[rows].astype(np.int64) + self.id_base
+
+    def probes(self, radius: int) -> np.ndarray | None:
+        """(table, XOR mask) of every slot a query probes at ``radius``; None: scan instead."""
+        if radius not in self._probes:
+            self._probes[radius] = _probe_plan(self.widths, self.n, radius, self.probe_cost)
+        return self._probes[radius]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self._ARRAYS}
+
+
+class _Segment(_Rows):
     """Hashes sorted by id, with one table per chunk (none for the delta). Immutable except for
     tombstones (``alive``).
 
@@ -306,6 +351,7 @@ class _Segment:
 
     kind = "plain"
     id_ordered = True  # rows are in id order
+    _ARRAYS = ("hashes", "ids", "alive", "tables", "coarse", "fine", "postings")
 
     def __init__(
         self,
@@ -393,18 +439,6 @@ class _Segment:
         alive = np.ones(n, dtype=bool)
         return cls(hashes, ids_, alive, tables, coarse, fine, postings, id_base=id_base)
 
-    @property
-    def live(self) -> int:
-        return self.n - self.dead
-
-    @property
-    def nbytes(self) -> int:
-        arrays = (self.hashes, self.ids, self.alive, self.tables, self.coarse, self.fine)
-        return sum(a.nbytes for a in arrays) + self.postings.nbytes
-
-    def ids_of(self, rows: np.ndarray) -> np.ndarray:
-        return self.ids[rows].astype(np.int64) + self.id_base
-
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """The live rows holding ``ids`` (those not here are skipped)."""
         if not self.n:
@@ -425,12 +459,6 @@ class _Segment:
         if not self.dead:
             return self.hashes, self.ids_of(slice(None))
         return self.hashes[self.alive], self.ids_of(self.alive)
-
-    def probes(self, radius: int) -> np.ndarray | None:
-        """(table, XOR mask) of every slot a query probes at ``radius``; None: scan instead."""
-        if radius not in self._probes:
-            self._probes[radius] = _probe_plan(self.widths, self.n, radius)
-        return self._probes[radius]
 
     def search(self, queries: np.ndarray, radius: int) -> np.ndarray:
         """Every live row within ``radius`` of one of the ``queries`` (at most _BATCH_QUERIES),
@@ -453,19 +481,8 @@ class _Segment:
         )
         return np.frombuffer(found, dtype=np.uint64)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "hashes": self.hashes,
-            "ids": self.ids,
-            "alive": self.alive,
-            "tables": self.tables,
-            "coarse": self.coarse,
-            "fine": self.fine,
-            "postings": self.postings,
-        }
 
-
-class _PackedSegment:
+class _PackedSegment(_Rows):
     """A memory-capped segment of PDQ hashes (``HammingIndex(memory=...)``): rows in the order
     of their first chunk's value, which is therefore not stored, tables with unary runs for
     slot arrays, one tombstone bit per row. Immutable except for tombstones.
@@ -482,6 +499,8 @@ class _PackedSegment:
     kind = "packed"
     id_ordered = False
     words = 4
+    probe_cost = _UNARY_PROBE_COST
+    _ARRAYS = ("records", "ids", "alive", "tables", "blocks", "bits", "postings")
 
     def __init__(
         self,
@@ -604,17 +623,6 @@ class _PackedSegment:
             "id_base": id_base,
         }
 
-    @property
-    def live(self) -> int:
-        return self.n - self.dead
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays().values())
-
-    def ids_of(self, rows: np.ndarray) -> np.ndarray:
-        return self.ids[rows].astype(np.int64) + self.id_base
-
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """The live rows holding ``ids`` (sorted, unique; those not here are skipped): a pass
         over the ids."""
@@ -654,11 +662,6 @@ class _PackedSegment:
         order = np.argsort(ids, kind="stable")
         return hashes[alive][order], ids[order]
 
-    def probes(self, radius: int) -> np.ndarray | None:
-        if radius not in self._probes:
-            self._probes[radius] = _probe_plan(self.widths, self.n, radius, _UNARY_PROBE_COST)
-        return self._probes[radius]
-
     def search(self, queries: np.ndarray, radius: int) -> np.ndarray:
         """As _Segment.search; rows are not in id order here."""
         probes = self.probes(radius)
@@ -678,24 +681,13 @@ class _PackedSegment:
         )
         return np.frombuffer(found, dtype=np.uint64)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "records": self.records,
-            "ids": self.ids,
-            "alive": self.alive,
-            "tables": self.tables,
-            "blocks": self.blocks,
-            "bits": self.bits,
-            "postings": self.postings,
-        }
-
 
 class HammingIndex:
     """An exact radius index of fixed-width hex hashes, keyed by integer ids.
 
     ``memory`` caps the index at about that many times the raw bytes of its hashes (for PDQ, 2
-    keeps 10 million hashes under 640 MB), at a cost in speed (see the module docstring);
-    None (the default) gives the fastest layout.
+    keeps 10 million hashes under 640 MB, the packed layout), at a cost in speed (about 2.5
+    times slower; see the module docstring); None (the default) gives the fastest layout.
 
     >>> index = HammingIndex(bits=64)
     >>> index.add([1, 2], ["ffffffffffffffff", "0000000000000000"])
@@ -751,7 +743,8 @@ class HammingIndex:
             self._delta = self._flat(rows, ids_)
             return
         segment = self._indexed(rows, ids_)
-        self._delta = self._flat(rows[:0], ids_[:0])
+        # (Not rows[:0]: a view would keep all of rows alive, which a packed segment copied.)
+        self._delta = self._flat(np.zeros((0, self.words), np.uint64), np.zeros(0, np.int64))
         self._segments = self._rebalance([*self._segments, segment])
 
     def remove(self, ids: Iterable[int]) -> None:

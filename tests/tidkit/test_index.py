@@ -310,6 +310,7 @@ def test_the_packed_layout_gives_the_same_answers(shape, layout, tmp_path):
         assert segment.kind == "packed"
         assert segment.stride == (4 if "4-byte" in layout else 3)
         assert index.nbytes < memory * len(data) * 32
+        assert held_bytes(index) == index.nbytes  # nothing else kept alive (the parsed input)
         hashes, ids_ = segment.live_rows()  # what merges and rebuilds start from
         assert ids_.tolist() == ids.tolist() and hexes(hashes.byteswap().view(np.uint8)) == [
             model[i] for i in ids.tolist()
@@ -319,6 +320,17 @@ def test_the_packed_layout_gives_the_same_answers(shape, layout, tmp_path):
             assert_matches_brute_force(copy, model, queries, [0, 12, 31, 40, 100])
         segment.limit = 0  # every probed query scans the segment instead
         assert_matches_brute_force(index, model, queries, [31])
+
+
+def held_bytes(index: HammingIndex) -> int:
+    """The bytes of the memory the index's arrays keep alive (views keep their base)."""
+    bases = {}
+    for segment in (*index._segments, index._delta):
+        for array in segment.arrays().values():
+            while array.base is not None and isinstance(array.base, np.ndarray):
+                array = array.base
+            bases[id(array)] = array.nbytes
+    return sum(bases.values())
 
 
 def test_a_packed_index_under_twice_the_raw_bytes_finds_what_brute_force_does():
