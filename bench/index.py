@@ -26,43 +26,53 @@ answers one query per call (``query``) and in batches of 100 (``query_many``); f
 per ``range_search`` call and the whole sample in one; brute force one at a time. Everything
 runs in this one process, so nothing forks after faiss's OpenMP threads start.
 
-Measured on the development VM (AMD EPYC, one core; numpy 2.4.6, faiss-cpu 1.15.1) while other
-work kept its two cores busy (load average 4 to 7), queries per second (one at a time / in
-batches of 100; faiss one per call / the whole sample; NumPy one at a time):
+Measured on the development VM (AMD EPYC, one core; numpy 2.4.6, faiss-cpu 1.15.1) on
+2026-12-07, the machine otherwise idle, queries per second (one at a time / in batches of 100;
+faiss one per call / the whole sample; NumPy one at a time). This VM's host was slower than on
+the earlier runs below (faiss 27 to 36 at 10M PDQ where it gave 70 to 83, tidkit's default
+3,300 to 3,900 where it gave 6,300), and the figures move by about 10% from run to run: compare
+within a run. Two 10M PDQ runs:
 
     hashes     data        tidkit             tidkit memory=2    faiss          NumPy
+    1M PDQ     uniform      8,819 / 14,923    2,565 / 3,025        248 / 271       39
+    1M PDQ     clustered    6,949 / 11,078    2,366 / 2,743        241 / 258       39
+    1M pHash   uniform     14,959 / 38,863      534 / 610          965 / 1,059    230
+    1M pHash   clustered   10,690 / 27,373      544 / 622          925 / 1,086    235
+    10M PDQ    uniform      3,816 / 4,366     1,557 / 1,768         29 / 29         3
+    10M PDQ    clustered    3,107 / 3,818     1,428 / 1,658         32 / 32         4
+    10M PDQ    uniform      3,313 / 4,349     1,714 / 2,011         36 / 36         4
+    10M PDQ    clustered    2,817 / 3,380     1,255 / 1,527         27 / 27         4
+    10M pHash  uniform      8,240 / 13,754       59 / 62           109 / 111       20
+    10M pHash  clustered    5,582 / 8,135        59 / 62           106 / 110       19
+
+Memory (the index's arrays, and the RSS its build left), build and load, same day:
+
+    hashes     tidkit MiB (x raw)  RSS left  memory=2 MiB (x raw)  RSS left  faiss MiB  build s
+    1M PDQ              84 (2.77)       119             61 (1.98)        46         31     1.1
+    10M PDQ            845 (2.77)       835            602 (1.97)       578        305    13.0
+    10M pHash          226 (2.96)       264            124 (1.62)        86         76     3.5
+
+So at 10 million PDQ hashes the default layout answers 90 to 130 times faiss IndexBinaryFlat
+in 2.77 times the raw hash bytes, and ``memory=2`` (the packed layout, 10 chunks) stays under
+twice the raw bytes at 45 to 54 times faiss one query at a time and 52 to 61 times in batches
+(1,250 to 1,700 queries/s, 1,500 to 2,000 in batches); the memory=2 build takes 16 s. Each
+table holds a row number per hash, so under 2x there is room for 10 chunks, not 11: about 2.3
+times the probes and candidates of the default layout (tidkit/index.py). A pHash index has no
+tables under 2x: capped, it scans, slower than faiss's scan. Loading maps the file: 2 to 5 ms,
+plus the first query's 2 to 6 ms as pages come in. After the burst of 20,000 removals and
+20,000 additions in batches of 1,000 (0.8 s of CPU), the default layout answered 2,800 to 3,400
+queries/s at 10M PDQ: the new hashes sit in small segments until merged.
+
+Earlier runs (2026-11, faster host; memory=2 was then a plain layout with 8 chunks of 20 bits),
+busy machine (load average 4 to 7) and, for 10M, idle:
+
+    hashes     data        tidkit             old memory=2       faiss          NumPy
     1M PDQ     uniform     17,729 / 22,842    1,212 / 1,327        846 / 950       83
-    1M PDQ     clustered   14,593 / 18,430    1,032 / 1,133        869 / 922       80
-    1M pHash   uniform     36,774 / 60,091    1,142 / 1,197      1,872 / 2,014    738
-    1M pHash   clustered   25,150 / 36,404    1,138 / 1,187      1,811 / 2,001    718
     10M PDQ    uniform      6,269 / 7,024       384 / 411           83 / 83         5
     10M PDQ    clustered    4,394 / 4,835       388 / 397           79 / 82         5
-    10M pHash  uniform     15,085 / 18,773      117 / 120          193 / 199       25
-    10M pHash  clustered    9,574 / 10,803      118 / 120          193 / 198       25
-
-The 10M run again with the machine otherwise idle (load average about 1):
-
-    10M PDQ    uniform      6,324 / 7,079       393 / 399           71 / 72         5
-    10M PDQ    clustered    4,659 / 5,133       385 / 401           70 / 72         5
-    10M pHash  uniform     16,033 / 19,652      118 / 121          196 / 200       28
-    10M pHash  clustered   10,110 / 11,879      119 / 121          197 / 200       32
-
-Memory (the index's arrays, and the RSS its build left; the memory=2 index is built second, in
-memory the first one's build freed, so its RSS figure can read low), build and load:
-
-    hashes     tidkit MiB (x raw)  RSS left  memory=2 MiB (x raw)  faiss MiB  tidkit build s  load s
-    1M PDQ              84 (2.77)       119             60 (1.97)         31             1.1   0.000
-    1M pHash            24 (3.15)         -             12 (1.62)          8             0.3   0.000
-    10M PDQ            845 (2.77)       835            598 (1.96)        305            17.4   0.001
-    10M pHash          226 (2.96)       226            124 (1.62)         76             4.1   0.001
-
-So at 10 million PDQ hashes the default layout answers 55 to 89 times faiss IndexBinaryFlat in
-2.77 times the raw hash bytes, and ``memory=2`` stays under twice the raw bytes (598 MiB, its
-build leaving 592) at about 5 times faiss: both at once are out of reach (tidkit/index.py says
-why). A pHash index has no tables under 2x: capped, it scans, slower than faiss's scan.
-tidkit's first query after loading took 1-28 ms (pages come in as they are touched). After the
-burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.3 s of CPU), 10M PDQ
-uniform answered 5,800 queries/s: the new hashes sit in small segments until merged.
+    10M PDQ    uniform      6,324 / 7,079       393 / 399           71 / 72         5   (idle)
+    10M PDQ    clustered    4,659 / 5,133       385 / 401           70 / 72         5   (idle)
+    10M pHash  uniform     16,033 / 19,652      118 / 121          196 / 200       28   (idle)
 """
 
 import argparse
