@@ -149,6 +149,48 @@ ALWAYS_INLINE int scan_rows(const Segment *s, const uint64_t *queries, Py_ssize_
     return 0;
 }
 
+/* Room for `total` candidate rows, and (for queries with many: hot chunk values and large
+   near-duplicate families put the same rows in the probed slots of several tables) a bitmap
+   so that each is checked once; -1 if out of memory. */
+static int gather_space(Work *work, Py_ssize_t total, Py_ssize_t n, uint64_t **seen) {
+    if ((size_t)total > work->capacity) {
+        uint32_t *rows = realloc(work->rows, total * sizeof(uint32_t));
+        if (!rows)
+            return -1;
+        work->rows = rows;
+        work->capacity = total;
+    }
+    *seen = NULL;
+    if (total >= DEDUPLICATE_FROM) {
+        if (!work->seen && !(work->seen = calloc(((size_t)n >> 6) + 1, sizeof(uint64_t))))
+            return -1;
+        *seen = work->seen;
+    }
+    return 0;
+}
+
+/* Appends to rows[gathered...] the rows a range names (its positions themselves when postings
+   is NULL: table 0 of a packed segment), each once with `seen`; returns the new count. */
+ALWAYS_INLINE Py_ssize_t gather(uint32_t *rows, Py_ssize_t gathered, const uint8_t *postings,
+                                int stride, const Range *range, Py_ssize_t n, uint64_t *seen,
+                                int *bad) {
+    for (uint32_t at = range->start; at < range->end; at++) {
+        uint32_t row = postings ? posting(postings, stride, at) : at;
+        if (row >= n) {
+            *bad = 1;
+            continue;
+        }
+        if (seen) {
+            uint64_t bit = (uint64_t)1 << (row & 63);
+            if (seen[row >> 6] & bit)
+                continue;
+            seen[row >> 6] |= bit;
+        }
+        rows[gathered++] = row;
+    }
+    return gathered;
+}
+
 /* One query through the tables: the probed slots' ranges first (all slot reads, and the
    candidate count that decides between probing and scanning), then the postings, then the
    hashes they name, each stage fetching ahead of itself. */
@@ -188,21 +230,9 @@ ALWAYS_INLINE int probe_one(const Segment *s, const uint64_t *queries, Py_ssize_
     }
     if (total > s->limit)
         return scan_rows(s, queries, q, 1, 0, &work->found);
-    if ((size_t)total > work->capacity) {
-        uint32_t *rows = realloc(work->rows, total * sizeof(uint32_t));
-        if (!rows)
-            return -1;
-        work->rows = rows;
-        work->capacity = total;
-    }
-    /* Hot chunk values and large near-duplicate families put the same rows in the probed slots
-       of several tables: past DEDUPLICATE_FROM candidates, each is checked once. */
-    uint64_t *seen = NULL;
-    if (total >= DEDUPLICATE_FROM) {
-        if (!work->seen && !(work->seen = calloc(((size_t)s->n >> 6) + 1, sizeof(uint64_t))))
-            return -1;
-        seen = work->seen;
-    }
+    uint64_t *seen;
+    if (gather_space(work, total, s->n, &seen))
+        return -1;
     uint32_t *rows = work->rows;
     Py_ssize_t gathered = 0;
     for (Py_ssize_t r = 0; r < used; r++) {
@@ -210,21 +240,8 @@ ALWAYS_INLINE int probe_one(const Segment *s, const uint64_t *queries, Py_ssize_
             const Range *ahead = &ranges[r + PREFETCH_SLOTS];
             PREFETCH(s->table[ahead->table].postings + (size_t)ahead->start * s->stride);
         }
-        const uint8_t *postings = s->table[ranges[r].table].postings;
-        for (uint32_t at = ranges[r].start; at < ranges[r].end; at++) {
-            uint32_t row = posting(postings, s->stride, at);
-            if (row >= s->n) {
-                *bad = 1;
-                continue;
-            }
-            if (seen) {
-                uint64_t bit = (uint64_t)1 << (row & 63);
-                if (seen[row >> 6] & bit)
-                    continue;
-                seen[row >> 6] |= bit;
-            }
-            rows[gathered++] = row;
-        }
+        gathered = gather(rows, gathered, s->table[ranges[r].table].postings, s->stride,
+                          &ranges[r], s->n, seen, bad);
     }
     int status = 0;
     for (Py_ssize_t i = 0; i < gathered && !status; i++) {
@@ -658,43 +675,20 @@ ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_
     }
     if (total > s->limit)
         return packed_scan(s, query, (uint64_t)q, &work->found, bad);
-    if ((size_t)total > work->capacity) {
-        uint32_t *rows = realloc(work->rows, total * sizeof(uint32_t));
-        if (!rows)
-            return -1;
-        work->rows = rows;
-        work->capacity = total;
-    }
-    uint64_t *seen = NULL;
-    if (total >= DEDUPLICATE_FROM) {
-        if (!work->seen && !(work->seen = calloc(((size_t)s->n >> 6) + 1, sizeof(uint64_t))))
-            return -1;
-        seen = work->seen;
-    }
+    uint64_t *seen;
+    if (gather_space(work, total, s->n, &seen))
+        return -1;
     uint32_t *rows = work->rows;
     Py_ssize_t gathered = 0;
     for (Py_ssize_t r = 0; r < used; r++) {
-        const Unary *t = &s->table[ranges[r].table];
         if (r + PREFETCH_SLOTS < used) {
             const Range *ahead = &ranges[r + PREFETCH_SLOTS];
             const Unary *ta = &s->table[ahead->table];
             PREFETCH(ta->postings ? ta->postings + (size_t)ahead->start * s->stride
                                   : s->records + (size_t)ahead->start * s->record);
         }
-        for (uint32_t at = ranges[r].start; at < ranges[r].end; at++) {
-            uint32_t row = t->postings ? posting(t->postings, s->stride, at) : at;
-            if (row >= s->n) {
-                *bad = 1;
-                continue;
-            }
-            if (seen) {
-                uint64_t bit = (uint64_t)1 << (row & 63);
-                if (seen[row >> 6] & bit)
-                    continue;
-                seen[row >> 6] |= bit;
-            }
-            rows[gathered++] = row;
-        }
+        gathered = gather(rows, gathered, s->table[ranges[r].table].postings, s->stride,
+                          &ranges[r], s->n, seen, bad);
     }
     int status = 0;
     for (Py_ssize_t i = 0; i < gathered && !status; i++) {
