@@ -314,6 +314,22 @@ search_popcnt(const Segment *s, const uint64_t *queries, Py_ssize_t count, Work 
 typedef int (*SearchFunction)(const Segment *, const uint64_t *, Py_ssize_t, Work *, int *);
 static SearchFunction search_function = search_plain;
 
+/* What is wrong with a search call's queries, radius, limit or probes (pairs of table and XOR
+   mask, for tables of these chunk widths), or NULL. */
+static const char *call_problem(Py_ssize_t count, int radius, Py_ssize_t limit,
+                                const int64_t *probes, Py_ssize_t nprobes, int tables,
+                                const int *widths) {
+    if ((uint64_t)count > MAX_QUERY_NUMBER)
+        return "too many queries at once";
+    if (radius < 0 || limit < 0)
+        return "negative radius or limit";
+    for (Py_ssize_t i = 0; i < nprobes; i++, probes += 2)
+        if (probes[0] < 0 || probes[0] >= tables || probes[1] < 0 ||
+            (probes[1] >> widths[probes[0]]))
+            return "a probe names no table or flips bits outside its chunk";
+    return NULL;
+}
+
 /* Checks the table descriptors (rows of start bit, width, coarse offset, fine offset or -1,
    postings offset in bytes) against the buffers they point into. */
 static int set_tables(Segment *s, const Py_buffer *tables, const Py_buffer *coarse,
@@ -384,17 +400,15 @@ static PyObject *search(PyObject *self, PyObject *args) {
     else if ((s.n = hashes.len / (words * 8)) != alive.len || s.n > UINT32_MAX ||
              (stride == 3 && s.n > (1 << 24)))
         problem = "hashes and alive differ in length, or too many rows for the stride";
-    else if ((uint64_t)count > MAX_QUERY_NUMBER)
-        problem = "too many queries at once";
-    else if (radius < 0 || limit < 0)
-        problem = "negative radius or limit";
     else if (set_tables(&s, &tables, &coarse, &fine, &postings))
         problem = "table descriptors do not fit the arrays";
-    else if (s.tables) {
-        const int64_t *p = s.probes;
-        for (Py_ssize_t i = 0; i < s.nprobes && !problem; i++, p += 2)
-            if (p[0] < 0 || p[0] >= s.tables || p[1] < 0 || (p[1] >> s.table[p[0]].width))
-                problem = "a probe names no table or flips bits outside its chunk";
+    else {
+        int widths[MAX_TABLES];
+        for (int t = 0; t < s.tables; t++)
+            widths[t] = s.table[t].width;
+        /* (with no tables, a scan: the probes are not read) */
+        problem = call_problem(count, radius, limit, s.probes, s.tables ? s.nprobes : 0,
+                               s.tables, widths);
     }
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
@@ -593,8 +607,8 @@ static int64_t first_chunk_of(const Packed *s, uint32_t row) {
     return value >> t->width ? -1 : (int64_t)value;
 }
 
-/* Distance of the query to a row, or radius + 1 and more when over; `chunk` is the row's first
-   chunk value if known, else -1. */
+/* Adds the row to the matches if it is live and within the radius of the query; `chunk` is the
+   row's first chunk value if known, else -1. 0, or -1 if out of memory. */
 ALWAYS_INLINE int packed_check(const Packed *s, const uint64_t *query, uint64_t number,
                                uint32_t row, int64_t chunk, Found *found, int *bad) {
     const uint8_t *r = s->records + (size_t)row * s->record;
@@ -803,15 +817,11 @@ static PyObject *search_packed(PyObject *self, PyObject *args) {
     else if ((s.n = records.len / s.record) > UINT32_MAX || (stride == 3 && s.n > (1 << 24)) ||
              alive.len * 8 < s.n)
         problem = "too many rows for the stride, or too few tombstones";
-    else if ((uint64_t)count > MAX_QUERY_NUMBER)
-        problem = "too many queries at once";
-    else if (radius < 0 || limit < 0)
-        problem = "negative radius or limit";
     else if ((problem = set_unary(&s, &tables, &blocks, &bits, &postings)) == NULL) {
-        const int64_t *p = s.probes;
-        for (Py_ssize_t i = 0; i < s.nprobes && !problem; i++, p += 2)
-            if (p[0] < 0 || p[0] >= s.tables || p[1] < 0 || (p[1] >> s.table[p[0]].width))
-                problem = "a probe names no table or flips bits outside its chunk";
+        int widths[MAX_TABLES];
+        for (int t = 0; t < s.tables; t++)
+            widths[t] = s.table[t].width;
+        problem = call_problem(count, radius, limit, s.probes, s.nprobes, s.tables, widths);
     }
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);

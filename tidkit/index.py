@@ -292,9 +292,14 @@ def _chunk_values(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
     return values >> np.uint64(64 - width)
 
 
+def _offsets_fit(ids: np.ndarray) -> bool:
+    """Whether sorted ids are offsets of 4 bytes from the first."""
+    return bool(len(ids)) and int(ids[-1]) - int(ids[0]) < 1 << 32
+
+
 def _compact_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
     """Sorted ids as (base, uint32 offsets) when their range allows, else (0, int64)."""
-    if len(ids) and int(ids[-1]) - int(ids[0]) < 1 << 32:
+    if _offsets_fit(ids):
         return int(ids[0]), (ids - ids[0]).astype(np.uint32)
     return 0, ids.astype(np.int64)
 
@@ -547,8 +552,12 @@ class _PackedSegment(_Rows):
             and all(self._run_fits(*(int(v) for v in table)) for table in tables)
         ):
             raise IndexFileError("The index's arrays do not fit together (a damaged file?).")
-        self.dead = self.n - int(np.unpackbits(alive, bitorder="little")[: self.n].sum())
+        self.dead = self.n - int(np.count_nonzero(self._living()))
         self._id_top = int(ids.max()) if self.n else 0
+
+    def _living(self) -> np.ndarray:
+        """Whether each row is live (its tombstone bit), as booleans."""
+        return np.unpackbits(self.alive, bitorder="little")[: self.n].view(bool)
 
     def _run_fits(
         self, start: int, width: int, blocks_at: int, bits_at: int, words: int, _
@@ -571,7 +580,9 @@ class _PackedSegment(_Rows):
     def _arrays_of(hashes: np.ndarray, ids: np.ndarray, widths: Sequence[int]) -> dict:
         n, first = len(ids), widths[0]
         keys = _chunk_values(hashes, 0, first)
+        first_counts = np.bincount(keys.view(np.int64), minlength=1 << first)
         packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+        del keys
         packed.sort()
         order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
         del packed
@@ -589,17 +600,17 @@ class _PackedSegment(_Rows):
         blocks_parts, bits_parts, blocks_at, bits_at = [], [], 0, 0
         start = 0
         for table, width in enumerate(widths):
-            keys = _chunk_values(hashes, start, width)[order]
-            counts = np.bincount(keys.view(np.int64), minlength=1 << width)
-            post_at = -1
+            counts, post_at = first_counts, -1  # table 0: the rows' own order, no postings
             if table:
+                keys = _chunk_values(hashes, start, width)[order]
+                counts = np.bincount(keys.view(np.int64), minlength=1 << width)
                 post_at = (table - 1) * n * stride
                 packed = (keys << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+                del keys
                 packed.sort()
                 rows = packed.view(np.uint8).reshape(n, 8)[:, :stride]
                 postings[post_at : post_at + n * stride].reshape(n, stride)[:] = rows
                 del packed, rows
-            del keys
             blocks, bits = _unary(counts, n)
             tables[table] = (start, width, blocks_at, bits_at, len(bits), post_at)
             blocks_parts.append(blocks)
@@ -607,10 +618,8 @@ class _PackedSegment(_Rows):
             blocks_at += len(blocks)
             bits_at += len(bits)
             start += width
-        if len(ids) and int(ids[-1]) - int(ids[0]) < 1 << 32:
-            id_base, ids_ = int(ids[0]), (ids - ids[0]).astype(np.uint32)[order]
-        else:
-            id_base, ids_ = 0, ids.astype(np.int64)[order]
+        id_base, ids_ = _compact_ids(ids)
+        ids_ = ids_[order]
         alive = np.full(-(-n // 8), 0xFF, dtype=np.uint8)
         if n % 8:
             alive[-1] = (1 << (n % 8)) - 1
@@ -648,7 +657,7 @@ class _PackedSegment(_Rows):
             else:
                 at = np.minimum(np.searchsorted(wanted, self.ids), len(wanted) - 1)
                 hit = wanted[at] == self.ids
-        rows = np.flatnonzero(hit)
+        rows = np.flatnonzero(hit)  # (their tombstone bits only: unpacking all costs 6 ms)
         return rows[((self.alive[rows >> 3] >> (rows & 7).astype(np.uint8)) & 1).astype(bool)]
 
     def kill(self, ids: np.ndarray) -> None:
@@ -672,7 +681,7 @@ class _PackedSegment(_Rows):
             64 - first
         )
         hashes[:, 1:] = self.records[:, self.low :].copy().view("<u8")
-        alive = np.unpackbits(self.alive, bitorder="little")[: self.n].astype(bool)
+        alive = self._living()
         ids = self.ids_of(alive)
         order = np.argsort(ids, kind="stable")
         return hashes[alive][order], ids[order]
@@ -891,7 +900,7 @@ class HammingIndex:
 
     def _indexed(self, hashes: np.ndarray, ids: np.ndarray) -> _Segment | _PackedSegment:
         if self.memory is not None and self.bits == 256 and len(ids) >= _PACKED_FROM:
-            id_bytes = 4 if int(ids[-1]) - int(ids[0]) < 1 << 32 else 8
+            id_bytes = 4 if _offsets_fit(ids) else 8
             widths = _choose_packed(len(ids), self.memory * 32 - 1e-3, id_bytes)
             if widths:
                 return _PackedSegment.build(hashes, ids, widths)
