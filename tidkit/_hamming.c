@@ -41,6 +41,9 @@ id), and what NumPy turns back into columns with a few shifts.
 #ifndef PREFETCH_SLOTS
 #define PREFETCH_SLOTS 16 /* slots fetched ahead */
 #endif
+#ifndef PACKED_AHEAD
+#define PACKED_AHEAD 32 /* the packed layout's marks, runs, postings and rows fetched ahead */
+#endif
 #ifndef DEDUPLICATE_FROM
 #define DEDUPLICATE_FROM 8192 /* candidates of one query */
 #endif
@@ -442,25 +445,29 @@ done:
 
 /* ---- The packed layout (HammingIndex(memory=...) on PDQ; tidkit/index.py, _PackedSegment) ----
 
-Rows are stored in the order of their first chunk's value, which is therefore not stored: a
-row is a record of `record` bytes, the other bits of word 0 (`low` bytes, little-endian) then
-words 1 to 3 (little-endian). Every table's directory is a unary run: for each chunk value in
-turn, one 0 bit per row holding it, then a 1, so that the rows with value k start at (position
-of the k-th 1) - k. `blocks` holds 4 uint32 per 256 values: the rows before the block, then
-the offsets in the block's run of values 64, 128 and 192, so that finding a value passes at
-most 63 ones. Table 0's rows are the records themselves; the other tables have postings. */
+Rows are stored in the order of their first chunk's value, which is therefore not stored. A
+row's other bits are in two arrays: `quick`, 16 bytes per row (words 1 and 2, little-endian),
+which alone rule out nearly every candidate in one cache line, and `rest`, the other bits of
+word 0 (`low` bytes, little-endian) then word 3 (little-endian). Every table's directory is a
+unary run: for each chunk value in turn, one 0 bit per row holding it, then a 1, so that the
+rows with value k start at (position of the k-th 1) - k. `marks` holds a uint32 per 32 values:
+where value 32j's part of the run starts, so that finding a value passes at most 31 ones,
+nearly always within two words. Table 0's rows are the rows themselves; the other tables have
+postings. */
+
+#define MARK_SHIFT 5 /* a mark per 32 values (tidkit/index.py) */
 
 typedef struct {
     int start, width;
-    const uint32_t *blocks;
+    const uint32_t *marks;
     const uint64_t *bits;
     Py_ssize_t words; /* of `bits`, the last one a zero pad */
     const uint8_t *postings; /* NULL for table 0 */
 } Unary;
 
 typedef struct {
-    const uint8_t *records;
-    int record, low;
+    const uint8_t *quick, *rest;
+    int rest_size, low;
     const uint8_t *alive; /* one bit per row, little-endian */
     Py_ssize_t n;
     int stride;
@@ -473,7 +480,7 @@ typedef struct {
 } Packed;
 
 typedef struct {
-    uint64_t bit; /* where the probed value's block run is entered */
+    uint64_t bit; /* where the run of the probed value's mark starts */
     uint32_t key;
     int table;
 } Probe;
@@ -494,12 +501,30 @@ ALWAYS_INLINE uint64_t load_le64(const uint8_t *p) {
     return value;
 }
 
-/* 64 bits of the run from bit `at` (the caller has checked at >> 6 < words - 1). */
+/* 64 bits of the run from bit `at` (the caller has checked at >> 6 < words - 1); without a
+   branch (two shifts for the second word: a shift by 64 is undefined). */
 ALWAYS_INLINE uint64_t run_bits(const uint64_t *bits, uint64_t at) {
     uint64_t word = at >> 6;
     int shift = (int)(at & 63);
-    return shift ? bits[word] >> shift | bits[word + 1] << (64 - shift) : bits[word];
+    return bits[word] >> shift | (bits[word + 1] << 1) << (63 - shift);
 }
+
+/* Finding the k-th set bit of a word (select) is most of a unary run's cost. One instruction
+   does it, BMI2's pdep, where it is fast (Intel since 2013, AMD since Zen 3); on AMD's earlier
+   CPUs it takes hundreds of cycles, and it is missing elsewhere, so a portable broadword
+   select is the default and the pdep one is picked at import where it pays (see
+   pick_kernels). The search functions pass `fast` down as a constant. */
+#ifdef DISPATCH_POPCNT
+#include <cpuid.h>
+#include <immintrin.h>
+#define DISPATCH_PDEP 1
+__attribute__((target("bmi2"))) static inline int select64_pdep(uint64_t w, int rank) {
+    return __builtin_ctzll(_pdep_u64((uint64_t)1 << rank, w));
+}
+#define SELECT64(fast, w, rank) ((fast) ? select64_pdep(w, rank) : select64(w, rank))
+#else
+#define SELECT64(fast, w, rank) select64(w, rank)
+#endif
 
 /* in_byte[b][k]: the position of the k-th (from 0) set bit of byte b (filled at import). */
 static uint8_t in_byte[256][8];
@@ -519,76 +544,86 @@ ALWAYS_INLINE int select64(uint64_t w, int rank) {
     return 8 * byte + in_byte[w >> (8 * byte) & 0xFF][rank - before];
 }
 
-/* The rows [*start, *end) of value `key` from the bit where its block's run is entered (past
-   the ones of values before key & ~63). 0 if the run does not fit the table (damaged). */
+/* The position of the rank-th (from 0) set bit of the 128 bits w0 then w1, which have more
+   than rank; c0 is w0's count. */
+ALWAYS_INLINE int select128(uint64_t w0, uint64_t w1, int c0, int rank, int fast) {
+    uint64_t second = (uint64_t)0 - (uint64_t)(rank >= c0); /* all ones if past w0 */
+    uint64_t w = (w0 & ~second) | (w1 & second);
+    return (int)(second & 64) + SELECT64(fast, w, rank - (c0 & (int)second));
+}
+
+/* The rows [*start, *end) of value `key`, from `bit`, where its mark's part of the run starts.
+   0 if the run does not fit the table (damaged). */
 ALWAYS_INLINE int unary_range(const Unary *t, uint64_t key, uint64_t bit, Py_ssize_t n,
-                              uint32_t *start, uint32_t *end) {
-    int need = (int)(key & 63);
-    if (need && (bit >> 6) + 2 < (uint64_t)t->words) {
-        /* Usually within two words: pick the word without a branch (which one is a coin
-           toss, so a branch would be mispredicted half the time). */
+                              uint32_t *start, uint32_t *end, int fast) {
+    int need = (int)(key & ((1 << MARK_SHIFT) - 1)); /* the ones of the values before key */
+    uint64_t first, last; /* where the value's zeros start, and its one */
+    if ((bit >> 6) + 2 < (uint64_t)t->words) {
         uint64_t w0 = run_bits(t->bits, bit), w1 = run_bits(t->bits, bit + 64);
         int c0 = POPCOUNT64(w0);
-        uint64_t second = (uint64_t)0 - (uint64_t)(need > c0); /* all ones if past w0 */
-        uint64_t w = (w0 & ~second) | (w1 & second);
-        int rank = need - (c0 & (int)second);
-        if (rank <= POPCOUNT64(w)) {
-            bit += (second & 64) + select64(w, rank - 1) + 1;
-            need = 0;
+        if (need < c0 + POPCOUNT64(w1)) {
+            /* Nearly always: both ends within 128 bits, found without a branch (the two
+               selects run side by side, and which words they fall in is a coin toss). */
+            int after = select128(w0, w1, c0, need ? need - 1 : 0, fast) + 1;
+            first = bit + (need ? (uint64_t)after : 0);
+            last = bit + (uint64_t)select128(w0, w1, c0, need, fast);
+            goto found;
         }
     }
-    while (need) { /* a run denser in rows than two words (hot values), or the table's end */
+    while (need) { /* values denser in rows than two words hold (hot values), or the end */
         if ((bit >> 6) + 1 >= (uint64_t)t->words)
             return 0;
         uint64_t w = run_bits(t->bits, bit);
         int c = POPCOUNT64(w);
         if (c >= need) {
-            bit += select64(w, need - 1) + 1;
+            bit += SELECT64(fast, w, need - 1) + 1;
             break;
         }
         need -= c;
         bit += 64;
     }
-    uint64_t zeros = 0;
+    first = last = bit;
     for (;;) {
-        if (((bit + zeros) >> 6) + 1 >= (uint64_t)t->words)
+        if ((last >> 6) + 1 >= (uint64_t)t->words)
             return 0;
-        uint64_t w = run_bits(t->bits, bit + zeros);
+        uint64_t w = run_bits(t->bits, last);
         if (w) {
-            zeros += __builtin_ctzll(w);
+            last += __builtin_ctzll(w);
             break;
         }
-        zeros += 64;
+        last += 64;
     }
-    if (bit < key || bit - key + zeros > (uint64_t)n)
+found:
+    if (first < key || last - key > (uint64_t)n)
         return 0;
-    *start = (uint32_t)(bit - key);
-    *end = (uint32_t)(bit - key + zeros);
+    *start = (uint32_t)(first - key);
+    *end = (uint32_t)(last - key);
     return 1;
 }
 
-ALWAYS_INLINE uint64_t block_entry(const Unary *t, uint64_t key) {
-    const uint32_t *block = t->blocks + 4 * (key >> 8);
-    int quarter = (int)(key >> 6) & 3;
-    return (uint64_t)block[0] + (key >> 8 << 8) + (quarter ? block[quarter] : 0);
+ALWAYS_INLINE uint64_t mark_of(const Unary *t, uint64_t key) {
+    return t->marks[key >> MARK_SHIFT];
 }
 
 /* The first chunk's value of `row` (table 0: the last value whose rows start at or before it);
    -1 if the directory is damaged. */
 static int64_t first_chunk_of(const Packed *s, uint32_t row) {
     const Unary *t = &s->table[0];
-    Py_ssize_t low = 0, high = ((Py_ssize_t)1 << t->width >> 8) - 1;
-    if (t->blocks[0] > row)
+    /* rows before mark j: its position less the ones before it */
+#define ROWS_BEFORE(j) ((int64_t)t->marks[j] - ((int64_t)(j) << MARK_SHIFT))
+    Py_ssize_t low = 0, high = ((Py_ssize_t)1 << t->width >> MARK_SHIFT) - 1;
+    if (ROWS_BEFORE(0) > row)
         return -1;
-    while (low < high) { /* the last block starting at or before row */
+    while (low < high) { /* the last mark whose rows start at or before row */
         Py_ssize_t mid = (low + high + 1) / 2;
-        if (t->blocks[4 * mid] <= row)
+        if (ROWS_BEFORE(mid) <= row)
             low = mid;
         else
             high = mid - 1;
     }
-    uint64_t bit = (uint64_t)t->blocks[4 * low] + ((uint64_t)low << 8);
-    uint64_t zeros = row - t->blocks[4 * low] + 1, ones = 0; /* pass that many zeros */
+    uint64_t bit = t->marks[low];
+    uint64_t zeros = row - ROWS_BEFORE(low) + 1, ones = 0; /* pass that many zeros */
+#undef ROWS_BEFORE
     for (;;) {
         if ((bit >> 6) + 1 >= (uint64_t)t->words)
             return -1;
@@ -603,21 +638,44 @@ static int64_t first_chunk_of(const Packed *s, uint32_t row) {
         ones += 64 - z;
         bit += 64;
     }
-    uint64_t value = ((uint64_t)low << 8) + ones;
+    uint64_t value = ((uint64_t)low << MARK_SHIFT) + ones;
     return value >> t->width ? -1 : (int64_t)value;
 }
 
-/* Adds the row to the matches if it is live and within the radius of the query; `chunk` is the
-   row's first chunk value if known, else -1. 0, or -1 if out of memory. */
+/* The distance of the row from the query on words 1 and 2: over the radius for nearly every
+   candidate (128 bits of a random hash differ in about 64). */
+ALWAYS_INLINE int quick_distance(const Packed *s, const uint64_t *query, uint32_t row) {
+    const uint8_t *q = s->quick + (size_t)row * 16;
+    return POPCOUNT64(load_le64(q) ^ query[1]) + POPCOUNT64(load_le64(q + 8) ^ query[2]);
+}
+
+#define HOT_RANGE 64 /* rows of one value, past which a range is split around table 0's */
+
+/* The first position in [low, high) of a table's postings whose row is `row` or more (they are
+   in row order within a value's range), or high. */
+static uint32_t first_at_least(const uint8_t *postings, int stride, uint32_t low, uint32_t high,
+                               uint32_t row) {
+    while (low < high) {
+        uint32_t mid = low + (high - low) / 2;
+        if (posting(postings, stride, mid) < row)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+/* Adds the row to the matches if it is live and within the radius of the query, given its
+   quick_distance `d`; `chunk` is the row's first chunk value if known, else -1. 0, or -1 if
+   out of memory. */
 ALWAYS_INLINE int packed_check(const Packed *s, const uint64_t *query, uint64_t number,
-                               uint32_t row, int64_t chunk, Found *found, int *bad) {
-    const uint8_t *r = s->records + (size_t)row * s->record;
+                               uint32_t row, int d, int64_t chunk, Found *found, int *bad) {
+    if (d > s->radius)
+        return 0;
+    const uint8_t *r = s->rest + (size_t)row * s->rest_size;
     int width = s->table[0].width;
-    uint64_t low_mask = (~(uint64_t)0) >> width;
-    int d = POPCOUNT64((load_le(r, s->low) ^ query[0]) & low_mask) +
-            POPCOUNT64(load_le64(r + s->low) ^ query[1]) +
-            POPCOUNT64(load_le64(r + s->low + 8) ^ query[2]) +
-            POPCOUNT64(load_le64(r + s->low + 16) ^ query[3]);
+    d += POPCOUNT64((load_le(r, s->low) ^ query[0]) & ((~(uint64_t)0) >> width)) +
+         POPCOUNT64(load_le64(r + s->low) ^ query[3]);
     if (d > s->radius || !(s->alive[row >> 3] >> (row & 7) & 1))
         return 0;
     if (chunk < 0 && (chunk = first_chunk_of(s, row)) < 0) {
@@ -640,14 +698,17 @@ static int packed_scan(const Packed *s, const uint64_t *query, uint64_t number, 
         for (int b = 0; b < 64 && row < (uint64_t)s->n; b++)
             if (w >> b & 1)
                 value++;
-            else if (packed_check(s, query, number, (uint32_t)row++, (int64_t)value, found, bad))
-                return -1;
+            else {
+                int d = quick_distance(s, query, (uint32_t)row);
+                if (packed_check(s, query, number, (uint32_t)row++, d, (int64_t)value, found, bad))
+                    return -1;
+            }
     }
     return 0;
 }
 
 ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_t q, Work *work,
-                             Probe *probes, int *bad) {
+                             Probe *probes, int *bad, int fast) {
     const uint64_t *query = queries + (size_t)q * 4;
     uint64_t keys[MAX_TABLES];
     for (int t = 0; t < s->tables; t++)
@@ -656,35 +717,37 @@ ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_
         probes[p].table = (int)s->probes[2 * p];
         probes[p].key = (uint32_t)(keys[probes[p].table] ^ (uint64_t)s->probes[2 * p + 1]);
     }
-    /* Three passes, each fetching ahead: block entries, runs, then (below) postings and rows. */
+    /* Three passes, each fetching ahead: marks, runs, then (below) postings and rows. */
     for (Py_ssize_t p = 0; p < s->nprobes; p++) {
-        if (p + PREFETCH_SLOTS < s->nprobes) {
-            const Probe *ahead = &probes[p + PREFETCH_SLOTS];
-            PREFETCH(s->table[ahead->table].blocks + 4 * (ahead->key >> 8));
+        if (p + PACKED_AHEAD < s->nprobes) {
+            const Probe *ahead = &probes[p + PACKED_AHEAD];
+            PREFETCH(s->table[ahead->table].marks + (ahead->key >> MARK_SHIFT));
         }
-        probes[p].bit = block_entry(&s->table[probes[p].table], probes[p].key);
+        probes[p].bit = mark_of(&s->table[probes[p].table], probes[p].key);
     }
     Range *ranges = work->ranges;
     Py_ssize_t total = 0, used = 0;
     for (Py_ssize_t p = 0; p < s->nprobes; p++) {
-        if (p + PREFETCH_SLOTS < s->nprobes) {
-            const Probe *ahead = &probes[p + PREFETCH_SLOTS];
+        if (p + PACKED_AHEAD < s->nprobes) { /* the 128 bits read: one or two lines */
+            const Probe *ahead = &probes[p + PACKED_AHEAD];
             const Unary *t = &s->table[ahead->table];
-            if ((ahead->bit >> 6) < (uint64_t)t->words)
+            if ((ahead->bit >> 6) + 2 < (uint64_t)t->words) {
                 PREFETCH(t->bits + (ahead->bit >> 6));
+                PREFETCH(t->bits + (ahead->bit >> 6) + 2);
+            }
         }
         uint32_t start, end;
         const Unary *t = &s->table[probes[p].table];
-        if (!unary_range(t, probes[p].key, probes[p].bit, s->n, &start, &end)) {
+        if (!unary_range(t, probes[p].key, probes[p].bit, s->n, &start, &end, fast)) {
             *bad = 1;
-            continue;
+            start = end = 0;
         }
-        if (end == start)
-            continue;
+        /* Written whatever it holds, kept if not empty: a branch here would be mispredicted
+           for about a third of the values (those no row holds). */
         ranges[used].start = start;
         ranges[used].end = end;
         ranges[used].table = probes[p].table;
-        used++;
+        used += end != start;
         total += end - start;
     }
     if (total > s->limit)
@@ -692,59 +755,152 @@ ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_
     uint64_t *seen;
     if (gather_space(work, total, s->n, &seen))
         return -1;
+    /* A hot chunk value (common image structure: many hashes alike in their first bits) gives
+       a long range in several tables. In table 0 its rows are one block, [hot.start,
+       hot.end); the other tables' postings of a value are in row order, so their part inside
+       that block (rows gathered already) is found by bisection and skipped. */
+    Range hot = {0, 0, 0};
+    for (Py_ssize_t r = 0; r < used; r++)
+        if (ranges[r].table == 0 && ranges[r].end - ranges[r].start > hot.end - hot.start)
+            hot = ranges[r];
+    int skip_hot = hot.end - hot.start >= HOT_RANGE;
     uint32_t *rows = work->rows;
     Py_ssize_t gathered = 0;
     for (Py_ssize_t r = 0; r < used; r++) {
-        if (r + PREFETCH_SLOTS < used) {
-            const Range *ahead = &ranges[r + PREFETCH_SLOTS];
+        if (r + PACKED_AHEAD < used) {
+            const Range *ahead = &ranges[r + PACKED_AHEAD];
             const Unary *ta = &s->table[ahead->table];
             PREFETCH(ta->postings ? ta->postings + (size_t)ahead->start * s->stride
-                                  : s->records + (size_t)ahead->start * s->record);
+                                  : s->quick + (size_t)ahead->start * 16);
         }
-        gathered = gather(rows, gathered, s->table[ranges[r].table].postings, s->stride,
-                          &ranges[r], s->n, seen, bad);
+        const uint8_t *postings = s->table[ranges[r].table].postings;
+        if (skip_hot && postings && ranges[r].end - ranges[r].start >= HOT_RANGE) {
+            Range before = ranges[r], after = ranges[r];
+            before.end = first_at_least(postings, s->stride, before.start, before.end, hot.start);
+            after.start = first_at_least(postings, s->stride, before.end, after.end, hot.end);
+            gathered = gather(rows, gathered, postings, s->stride, &before, s->n, seen, bad);
+            gathered = gather(rows, gathered, postings, s->stride, &after, s->n, seen, bad);
+        } else
+            gathered = gather(rows, gathered, postings, s->stride, &ranges[r], s->n, seen, bad);
+    }
+    /* Checked in two passes, each fetching ahead: words 1 and 2 of every candidate (one line),
+       keeping the few within the radius there at the front of rows, then the rest of those. */
+    Py_ssize_t near = 0;
+    for (Py_ssize_t i = 0; i < gathered; i++) {
+        if (i + PACKED_AHEAD < gathered)
+            PREFETCH(s->quick + (size_t)rows[i + PACKED_AHEAD] * 16);
+        uint32_t row = rows[i];
+        if (seen)
+            seen[row >> 6] = 0;
+        rows[near] = row;
+        near += quick_distance(s, query, row) <= s->radius;
     }
     int status = 0;
-    for (Py_ssize_t i = 0; i < gathered && !status; i++) {
-        if (i + PREFETCH_AHEAD < gathered) { /* both lines: a record may straddle two */
-            const uint8_t *ahead = s->records + (size_t)rows[i + PREFETCH_AHEAD] * s->record;
+    for (Py_ssize_t i = 0; i < near && !status; i++) {
+        if (i + PACKED_AHEAD < near) { /* (a rest may straddle two lines) */
+            const uint8_t *ahead = s->rest + (size_t)rows[i + PACKED_AHEAD] * s->rest_size;
             PREFETCH(ahead);
-            PREFETCH(ahead + s->record - 1);
+            PREFETCH(ahead + s->rest_size - 1);
         }
-        status = packed_check(s, query, (uint64_t)q, rows[i], -1, &work->found, bad);
+        int d = quick_distance(s, query, rows[i]);
+        status = packed_check(s, query, (uint64_t)q, rows[i], d, -1, &work->found, bad);
     }
-    if (seen)
-        for (Py_ssize_t i = 0; i < gathered; i++)
-            seen[rows[i] >> 6] = 0;
     return status;
 }
 
-#define PACKED_BODY                                                                           \
+#define PACKED_BODY(FAST)                                                                     \
     {                                                                                         \
         for (Py_ssize_t q = 0; q < count; q++)                                                \
-            if (s->tables ? packed_one(s, queries, q, work, probes, bad)                      \
+            if (s->tables ? packed_one(s, queries, q, work, probes, bad, FAST)                \
                           : packed_scan(s, queries + (size_t)q * 4, (uint64_t)q,              \
                                         &work->found, bad))                                   \
                 return -1;                                                                    \
         return 0;                                                                             \
     }
 
-static int packed_plain(const Packed *s, const uint64_t *queries, Py_ssize_t count, Work *work,
-                        Probe *probes, int *bad) PACKED_BODY
+typedef int (*PackedFunction)(const Packed *, const uint64_t *, Py_ssize_t, Work *, Probe *,
+                              int *);
+
+static int packed_portable(const Packed *s, const uint64_t *queries, Py_ssize_t count,
+                           Work *work, Probe *probes, int *bad) PACKED_BODY(0)
 
 #ifdef DISPATCH_POPCNT
 __attribute__((target("popcnt"))) static int
 packed_popcnt(const Packed *s, const uint64_t *queries, Py_ssize_t count, Work *work,
-              Probe *probes, int *bad) PACKED_BODY
+              Probe *probes, int *bad) PACKED_BODY(0)
+
+__attribute__((target("popcnt,bmi,bmi2"))) static int
+packed_pdep(const Packed *s, const uint64_t *queries, Py_ssize_t count, Work *work,
+            Probe *probes, int *bad) PACKED_BODY(1)
 #endif
 
-typedef int (*PackedFunction)(const Packed *, const uint64_t *, Py_ssize_t, Work *, Probe *,
-                              int *);
-static PackedFunction packed_function = packed_plain;
+/* The packed search's versions, the first the fastest; pick_kernels() clears those this CPU
+   lacks or runs slowly. */
+static struct {
+    const char *name;
+    PackedFunction function;
+    int usable;
+} packed_kernels[] = {
+#ifdef DISPATCH_POPCNT
+    {"pdep", packed_pdep, 0},
+    {"popcnt", packed_popcnt, 0},
+#endif
+    {"portable", packed_portable, 1},
+};
+#define PACKED_KERNELS ((int)(sizeof(packed_kernels) / sizeof(packed_kernels[0])))
+static PackedFunction packed_function = packed_portable;
 
-/* Checks the descriptors (rows of start bit, width, offset in `blocks` (uint32s), offset in
+static void pick_kernels(void) {
+#ifdef DISPATCH_POPCNT
+    __builtin_cpu_init();
+    int popcnt = __builtin_cpu_supports("popcnt");
+    unsigned eax, ebx, ecx, edx;
+    int family = 0;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+        family = (int)(eax >> 8 & 0xF);
+        if (family == 0xF)
+            family += (int)(eax >> 20 & 0xFF);
+    }
+    /* pdep is microcoded on AMD before Zen 3 (family 0x19) */
+    int slow_pdep = __builtin_cpu_is("amd") && family < 0x19;
+    packed_kernels[0].usable = popcnt && __builtin_cpu_supports("bmi2") && !slow_pdep;
+    packed_kernels[1].usable = popcnt;
+    if (popcnt)
+        search_function = search_popcnt;
+#endif
+    for (int k = 0; k < PACKED_KERNELS; k++)
+        if (packed_kernels[k].usable) {
+            packed_function = packed_kernels[k].function;
+            break;
+        }
+}
+
+PyDoc_STRVAR(packed_kernel_doc,
+             "packed_kernel(name=None) -> str\n\n"
+             "The name of the version of the packed search in use ('pdep', 'popcnt' or "
+             "'portable', picked at import for this CPU); with a name, use that one instead "
+             "(for tests: each must give the same answers). ValueError if this CPU cannot run "
+             "it.");
+
+static PyObject *packed_kernel(PyObject *self, PyObject *args) {
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &name))
+        return NULL;
+    for (int k = 0; k < PACKED_KERNELS; k++) {
+        if (name ? strcmp(name, packed_kernels[k].name) != 0
+                 : packed_function != packed_kernels[k].function)
+            continue;
+        if (!packed_kernels[k].usable)
+            return PyErr_Format(PyExc_ValueError, "this CPU cannot run '%s'", name);
+        packed_function = packed_kernels[k].function;
+        return PyUnicode_FromString(packed_kernels[k].name);
+    }
+    return PyErr_Format(PyExc_ValueError, "no packed search named '%s'", name);
+}
+
+/* Checks the descriptors (rows of start bit, width, offset in `marks` (uint32s), offset in
    `bits` (words), number of words, offset in `postings` (bytes) or -1 for table 0). */
-static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer *blocks,
+static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer *marks,
                              const Py_buffer *bits, const Py_buffer *postings) {
     const int64_t *d = tables->buf;
     Py_ssize_t count = tables->len / (Py_ssize_t)(6 * sizeof(int64_t));
@@ -752,14 +908,14 @@ static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer
         return "table descriptors do not fit the arrays";
     s->tables = (int)count;
     for (Py_ssize_t t = 0; t < count; t++, d += 6) {
-        int64_t start = d[0], width = d[1], blocks_at = d[2], bits_at = d[3], words = d[4],
+        int64_t start = d[0], width = d[1], marks_at = d[2], bits_at = d[3], words = d[4],
                 post_at = d[5];
         if (width < 8 || width > 32 || start < 0 || start + width > 256)
             return "table descriptors do not fit the arrays";
         if ((t == 0) != (post_at < 0) || (t == 0 && (start != 0 || 64 - width > 8 * s->low)))
             return "table descriptors do not fit the arrays";
         int64_t values = (int64_t)1 << width;
-        if (blocks_at < 0 || blocks_at + 4 * (values >> 8) > blocks->len / 4)
+        if (marks_at < 0 || marks_at + (values >> MARK_SHIFT) > marks->len / 4)
             return "table descriptors do not fit the arrays";
         if (bits_at < 0 || words < (s->n + values) / 64 + 2 || bits_at + words > bits->len / 8)
             return "table descriptors do not fit the arrays";
@@ -768,7 +924,7 @@ static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer
         Unary *u = &s->table[t];
         u->start = (int)start;
         u->width = (int)width;
-        u->blocks = (const uint32_t *)blocks->buf + blocks_at;
+        u->marks = (const uint32_t *)marks->buf + marks_at;
         u->bits = (const uint64_t *)bits->buf + bits_at;
         u->words = (Py_ssize_t)words;
         u->postings = post_at < 0 ? NULL : (const uint8_t *)postings->buf + post_at;
@@ -777,17 +933,17 @@ static const char *set_unary(Packed *s, const Py_buffer *tables, const Py_buffer
 }
 
 PyDoc_STRVAR(search_packed_doc,
-             "search_packed(records, low, alive, stride, tables, blocks, bits, postings, probes, "
+             "search_packed(quick, rest, low, alive, stride, tables, marks, bits, postings, probes, "
              "queries, radius, limit) -> bytes\n\n"
              "The packed matches of PDQ queries in one packed segment (see tidkit/index.py). "
              "With no probes, a scan.");
 
 static PyObject *search_packed(PyObject *self, PyObject *args) {
-    Py_buffer records, alive, tables, blocks, bits, postings, probes, queries;
+    Py_buffer quick, rest, alive, tables, marks, bits, postings, probes, queries;
     int low, stride, radius;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "y*iy*iy*y*y*y*y*y*in", &records, &low, &alive, &stride,
-                          &tables, &blocks, &bits, &postings, &probes, &queries, &radius,
+    if (!PyArg_ParseTuple(args, "y*y*iy*iy*y*y*y*y*y*in", &quick, &rest, &low, &alive, &stride,
+                          &tables, &marks, &bits, &postings, &probes, &queries, &radius,
                           &limit))
         return NULL;
     PyObject *result = NULL;
@@ -798,9 +954,10 @@ static PyObject *search_packed(PyObject *self, PyObject *args) {
     Probe *probe_work = NULL;
     int status = 0, bad = 0;
     const char *problem = NULL;
-    s.records = records.buf;
+    s.quick = quick.buf;
+    s.rest = rest.buf;
     s.low = low;
-    s.record = low + 24;
+    s.rest_size = low + 8;
     s.alive = alive.buf;
     s.stride = stride;
     s.radius = radius;
@@ -812,12 +969,12 @@ static PyObject *search_packed(PyObject *self, PyObject *args) {
         problem = "low is 1 to 8 bytes";
     else if (stride != 3 && stride != 4)
         problem = "stride is 3 or 4";
-    else if (records.len % s.record || queries.len % 32)
-        problem = "records and queries do not fit their sizes";
-    else if ((s.n = records.len / s.record) > UINT32_MAX || (stride == 3 && s.n > (1 << 24)) ||
+    else if (quick.len % 16 || rest.len != quick.len / 16 * s.rest_size || queries.len % 32)
+        problem = "rows and queries do not fit their sizes";
+    else if ((s.n = quick.len / 16) > UINT32_MAX || (stride == 3 && s.n > (1 << 24)) ||
              alive.len * 8 < s.n)
         problem = "too many rows for the stride, or too few tombstones";
-    else if ((problem = set_unary(&s, &tables, &blocks, &bits, &postings)) == NULL) {
+    else if ((problem = set_unary(&s, &tables, &marks, &bits, &postings)) == NULL) {
         int widths[MAX_TABLES];
         for (int t = 0; t < s.tables; t++)
             widths[t] = s.table[t].width;
@@ -845,10 +1002,11 @@ static PyObject *search_packed(PyObject *self, PyObject *args) {
 done:
     work_free(&work);
     free(probe_work);
-    PyBuffer_Release(&records);
+    PyBuffer_Release(&quick);
+    PyBuffer_Release(&rest);
     PyBuffer_Release(&alive);
     PyBuffer_Release(&tables);
-    PyBuffer_Release(&blocks);
+    PyBuffer_Release(&marks);
     PyBuffer_Release(&bits);
     PyBuffer_Release(&postings);
     PyBuffer_Release(&probes);
@@ -859,6 +1017,7 @@ done:
 static PyMethodDef methods[] = {
     {"search", search, METH_VARARGS, search_doc},
     {"search_packed", search_packed, METH_VARARGS, search_packed_doc},
+    {"packed_kernel", packed_kernel, METH_VARARGS, packed_kernel_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -871,12 +1030,6 @@ PyMODINIT_FUNC PyInit__hamming(void) {
         for (int i = 0, k = 0; i < 8; i++)
             if (b >> i & 1)
                 in_byte[b][k++] = (uint8_t)i;
-#ifdef DISPATCH_POPCNT
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("popcnt")) {
-        search_function = search_popcnt;
-        packed_function = packed_popcnt;
-    }
-#endif
+    pick_kernels();
     return PyModule_Create(&module);
 }

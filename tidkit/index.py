@@ -105,9 +105,10 @@ _BATCH_PARSE = 1 << 14  # hex hashes parsed in one go (small temporaries leave n
 
 _PACKED_FROM = 1 << 16  # capped PDQ segments of this many rows or more are packed
 _UNARY_PROBE_COST = 3.0  # a probed value in a unary run costs about three candidates checked
+_MARK_SHIFT = 5  # a unary run has a mark per 32 values (_hamming.c)
 
-_MAGIC = b"TIDKHIX3"  # then a little-endian uint64 header length, the JSON header, the arrays
-_OLD_MAGICS = (b"TIDKHIX1", b"TIDKHIX2")
+_MAGIC = b"TIDKHIX4"  # then a little-endian uint64 header length, the JSON header, the arrays
+_OLD_MAGICS = (b"TIDKHIX1", b"TIDKHIX2", b"TIDKHIX3")
 _ALIGN = 64
 
 
@@ -236,9 +237,9 @@ def _give_back_freed_memory() -> None:
 
 
 def _unary_bytes(width: int, rows: int) -> float:
-    """Bytes per row of a unary run over ``width``-bit values (_PackedSegment)."""
+    """Bytes per row of a unary run over ``width``-bit values and its marks (_PackedSegment)."""
     values = 1 << width
-    return (((rows + values) // 64 + 2) * 8 + 16 * (values >> 8)) / rows
+    return (((rows + values) // 64 + 2) * 8 + 4 * (values >> _MARK_SHIFT)) / rows
 
 
 def _choose_packed(rows: int, budget: float, id_bytes: int) -> tuple[int, ...]:
@@ -264,8 +265,8 @@ def _choose_packed(rows: int, budget: float, id_bytes: int) -> tuple[int, ...]:
 
 
 def _unary(counts: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The unary run of a table whose value k is held by ``counts[k]`` rows, and its blocks
-    (see _PackedSegment)."""
+    """The marks and unary run of a table whose value k is held by ``counts[k]`` rows (see
+    _PackedSegment)."""
     values = len(counts)
     ends = np.cumsum(counts)  # rows holding value k or less
     flags = np.zeros(rows + values, dtype=bool)
@@ -274,12 +275,9 @@ def _unary(counts: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     packed = np.packbits(flags, bitorder="little")
     bits[: len(packed)] = packed
     del flags, packed
-    starts = ends - counts  # rows before value k
-    blocks = np.empty((values >> 8, 4), dtype=np.uint32)
-    blocks[:, 0] = starts[::256]
-    for quarter in (1, 2, 3):  # where values 64, 128 and 192 of a block start in its run
-        blocks[:, quarter] = starts[64 * quarter :: 256] + 64 * quarter - starts[::256]
-    return blocks.reshape(-1), bits.view(np.uint64)
+    step = 1 << _MARK_SHIFT  # where every step-th value's part of the run starts: its rows
+    marks = (ends[::step] - counts[::step] + np.arange(0, values, step)).astype(np.uint32)
+    return marks, bits.view(np.uint64)
 
 
 def _chunk_values(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
@@ -493,48 +491,52 @@ class _PackedSegment(_Rows):
     of their first chunk's value, which is therefore not stored, tables with unary runs for
     slot arrays, one tombstone bit per row. Immutable except for tombstones.
 
-    A row is a record: the bits of word 0 after the first chunk (``low`` bytes, little-endian),
-    then words 1 to 3 (little-endian). A table's run has, for each chunk value in turn, a 0 bit
-    per row holding it, then a 1; ``blocks`` has 4 uint32 per 256 values: the rows before the
-    block, and where values 64, 128 and 192 of the block start in its run. Table 0's rows are
-    the records themselves; the others have postings, ``stride`` bytes each. ``tables`` rows:
-    first bit, width, offset in ``blocks``, offset in ``bits`` (words), words, offset in
-    ``postings`` (bytes; -1 for table 0). The ids are in row order, so finding rows by id is a
-    pass over them (7 ms for one id at 10 million rows): remove in batches."""
+    A row's bits are in two arrays: ``quick``, words 1 and 2 (16 bytes, little-endian), which a
+    candidate is checked against first, in one cache line (at radius 31 they rule out nearly
+    every candidate), and ``rest``, the bits of word 0 after the first chunk (``low`` bytes,
+    little-endian), then word 3. A table's run has, for each chunk value in turn, a 0 bit per
+    row holding it, then a 1; ``marks`` has a uint32 per 32 values: where value 32j's part of
+    the run starts. Table 0's rows are the rows themselves; the others have postings,
+    ``stride`` bytes each. ``tables`` rows: first bit, width, offset in ``marks``, offset in
+    ``bits`` (words), words, offset in ``postings`` (bytes; -1 for table 0). The ids are in row
+    order, so finding rows by id is a pass over them (7 ms for one id at 10 million rows):
+    remove in batches."""
 
     kind = "packed"
     id_ordered = False
     words = 4
     probe_cost = _UNARY_PROBE_COST
-    _ARRAYS = ("records", "ids", "alive", "tables", "blocks", "bits", "postings")
+    _ARRAYS = ("quick", "rest", "ids", "alive", "tables", "marks", "bits", "postings")
 
     def __init__(
         self,
-        records: np.ndarray,
+        quick: np.ndarray,
+        rest: np.ndarray,
         ids: np.ndarray,
         alive: np.ndarray,
         tables: np.ndarray,
-        blocks: np.ndarray,
+        marks: np.ndarray,
         bits: np.ndarray,
         postings: np.ndarray,
         *,
         id_base: int = 0,
     ) -> None:
-        self.records, self.ids, self.alive = records, ids, alive
-        self.tables, self.blocks, self.bits, self.postings = tables, blocks, bits, postings
+        self.quick, self.rest, self.ids, self.alive = quick, rest, ids, alive
+        self.tables, self.marks, self.bits, self.postings = tables, marks, bits, postings
         self.id_base = id_base
         self.n = len(ids)
-        self.low = records.shape[1] - 24 if records.ndim == 2 else 0
+        self.low = rest.shape[1] - 8 if rest.ndim == 2 else 0
         self.widths = tuple(int(w) for w in tables[:, 1]) if tables.ndim == 2 else ()
         postings_tables = len(self.widths) - 1
         self.stride = len(postings) // (postings_tables * self.n) if postings_tables > 0 else 3
         self.limit = int(self.n * _BRUTE_SHARE)
         self._probes: dict[int, np.ndarray | None] = {}
         if not (
-            records.dtype == np.uint8
-            and records.ndim == 2
+            quick.dtype == rest.dtype == np.uint8
+            and quick.shape == (self.n, 16)
+            and rest.ndim == 2
             and 1 <= self.low <= 8
-            and len(records) == self.n
+            and len(rest) == self.n
             and ids.dtype in (np.uint32, np.int64)
             and alive.dtype == np.uint8
             and len(alive) == -(-self.n // 8)
@@ -542,7 +544,7 @@ class _PackedSegment(_Rows):
             and tables.ndim == 2
             and tables.shape[1] == 6
             and len(tables) >= 1
-            and blocks.dtype == np.uint32
+            and marks.dtype == np.uint32
             and bits.dtype == np.uint64
             and postings.dtype == np.uint8
             and self.stride in (3, 4)
@@ -559,9 +561,7 @@ class _PackedSegment(_Rows):
         """Whether each row is live (its tombstone bit), as booleans."""
         return np.unpackbits(self.alive, bitorder="little")[: self.n].view(bool)
 
-    def _run_fits(
-        self, start: int, width: int, blocks_at: int, bits_at: int, words: int, _
-    ) -> bool:
+    def _run_fits(self, start: int, width: int, marks_at: int, bits_at: int, words: int, _) -> bool:
         """Whether a table's run holds one 1 per value (a few milliseconds at 10 million rows;
         _hamming.c checks the rest of what it reads as it goes)."""
         run = self.bits[bits_at : bits_at + words]
@@ -587,17 +587,19 @@ class _PackedSegment(_Rows):
         order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
         del packed
         low = -(-(64 - first) // 8)
-        records = np.empty((n, 24 + low), dtype=np.uint8)
+        quick = np.empty((n, 16), dtype=np.uint8)
+        rest = np.empty((n, low + 8), dtype=np.uint8)
         mask = np.uint64((1 << (64 - first)) - 1)
         for at in range(0, n, 1 << 20):  # in parts: no second copy of all the hashes
             part = hashes[order[at : at + (1 << 20)]]
+            quick[at : at + len(part)] = part[:, 1:3].astype("<u8").view(np.uint8)
             heads = (part[:, 0] & mask).astype("<u8").view(np.uint8).reshape(-1, 8)
-            records[at : at + len(part), :low] = heads[:, :low]
-            records[at : at + len(part), low:] = part[:, 1:].astype("<u8").view(np.uint8)
+            rest[at : at + len(part), :low] = heads[:, :low]
+            rest[at : at + len(part), low:] = part[:, 3:].astype("<u8").view(np.uint8)
         stride = 3 if n < _SHORT_ROWS else 4
         tables = np.zeros((len(widths), 6), dtype=np.int64)
         postings = np.empty((len(widths) - 1) * n * stride, dtype=np.uint8)
-        blocks_parts, bits_parts, blocks_at, bits_at = [], [], 0, 0
+        marks_parts, bits_parts, marks_at, bits_at = [], [], 0, 0
         start = 0
         for table, width in enumerate(widths):
             counts, post_at = first_counts, -1  # table 0: the rows' own order, no postings
@@ -611,11 +613,11 @@ class _PackedSegment(_Rows):
                 rows = packed.view(np.uint8).reshape(n, 8)[:, :stride]
                 postings[post_at : post_at + n * stride].reshape(n, stride)[:] = rows
                 del packed, rows
-            blocks, bits = _unary(counts, n)
-            tables[table] = (start, width, blocks_at, bits_at, len(bits), post_at)
-            blocks_parts.append(blocks)
+            marks, bits = _unary(counts, n)
+            tables[table] = (start, width, marks_at, bits_at, len(bits), post_at)
+            marks_parts.append(marks)
             bits_parts.append(bits)
-            blocks_at += len(blocks)
+            marks_at += len(marks)
             bits_at += len(bits)
             start += width
         id_base, ids_ = _compact_ids(ids)
@@ -624,11 +626,12 @@ class _PackedSegment(_Rows):
         if n % 8:
             alive[-1] = (1 << (n % 8)) - 1
         return {
-            "records": records,
+            "quick": quick,
+            "rest": rest,
             "ids": ids_,
             "alive": alive,
             "tables": tables,
-            "blocks": np.concatenate(blocks_parts),
+            "marks": np.concatenate(marks_parts),
             "bits": np.concatenate(bits_parts),
             "postings": postings,
             "id_base": id_base,
@@ -674,13 +677,14 @@ class _PackedSegment(_Rows):
         counts = np.diff(ones, prepend=-1) - 1
         hashes = np.empty((self.n, 4), dtype=np.uint64)
         heads = np.zeros((self.n, 8), dtype=np.uint8)
-        heads[:, : self.low] = self.records[:, : self.low]
+        heads[:, : self.low] = self.rest[:, : self.low]
         hashes[:, 0] = heads.view("<u8")[:, 0] & np.uint64((1 << (64 - first)) - 1)
         del heads
         hashes[:, 0] |= np.repeat(np.arange(1 << first, dtype=np.uint64), counts) << np.uint64(
             64 - first
         )
-        hashes[:, 1:] = self.records[:, self.low :].copy().view("<u8")
+        hashes[:, 1:3] = self.quick.view("<u8")
+        hashes[:, 3] = self.rest[:, self.low :].copy().view("<u8")[:, 0]
         alive = self._living()
         ids = self.ids_of(alive)
         order = np.argsort(ids, kind="stable")
@@ -690,12 +694,13 @@ class _PackedSegment(_Rows):
         """As _Segment.search; rows are not in id order here."""
         probes = self.probes(radius)
         found = _hamming.search_packed(
-            self.records,
+            self.quick,
+            self.rest,
             self.low,
             self.alive,
             self.stride,
             self.tables,
-            self.blocks,
+            self.marks,
             self.bits,
             self.postings,
             probes if probes is not None else _NO_PROBES,
