@@ -88,6 +88,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tidkit import _hamming  # noqa: E402
 from tidkit.index import HammingIndex  # noqa: E402
 
 RADIUS = {"pdq": 31, "phash": 8}
@@ -397,9 +398,19 @@ def main() -> None:
     parser.add_argument("--types", default="pdq,phash")
     parser.add_argument("--shapes", default="uniform,clustered")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--select",
+        choices=["pdep", "popcnt", "portable"],
+        help="the version of the packed layout's search to use (default: the fastest here)",
+    )
     args = parser.parse_args()
+    if args.select:
+        _hamming.packed_kernel(args.select)
     sample = args.sample or (200 if args.size <= 2_000_000 else 50)
-    print(f"numpy {np.__version__}, one core, CPU time; {os.cpu_count()} CPUs on this machine")
+    print(
+        f"numpy {np.__version__}, one core, CPU time; {os.cpu_count()} CPUs on this machine; "
+        f"memory=2 finds values in its runs with the {_hamming.packed_kernel()} select"
+    )
     with tempfile.TemporaryDirectory() as folder:
         for hash_type in args.types.split(","):
             for shape in args.shapes.split(","):

@@ -42,7 +42,7 @@ id), and what NumPy turns back into columns with a few shifts.
 #define PREFETCH_SLOTS 16 /* slots fetched ahead */
 #endif
 #ifndef PACKED_AHEAD
-#define PACKED_AHEAD 32 /* the packed layout's marks, runs, postings and rows fetched ahead */
+#define PACKED_AHEAD 64 /* the packed layout's marks, runs, postings and rows fetched ahead */
 #endif
 #ifndef DEDUPLICATE_FROM
 #define DEDUPLICATE_FROM 8192 /* candidates of one query */
@@ -256,6 +256,11 @@ ALWAYS_INLINE int probe_one(const Segment *s, const uint64_t *queries, Py_ssize_
         for (Py_ssize_t i = 0; i < gathered; i++)
             seen[rows[i] >> 6] = 0;
     return status;
+}
+
+static int compare_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 static int compare_u64(const void *a, const void *b) {
@@ -784,7 +789,8 @@ ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_
             gathered = gather(rows, gathered, postings, s->stride, &ranges[r], s->n, seen, bad);
     }
     /* Checked in two passes, each fetching ahead: words 1 and 2 of every candidate (one line),
-       keeping the few within the radius there at the front of rows, then the rest of those. */
+       keeping the few within the radius there at the front of rows, then the rest of those,
+       each once (a near-duplicate is a candidate in several tables) and in row order. */
     Py_ssize_t near = 0;
     for (Py_ssize_t i = 0; i < gathered; i++) {
         if (i + PACKED_AHEAD < gathered)
@@ -794,6 +800,14 @@ ALWAYS_INLINE int packed_one(const Packed *s, const uint64_t *queries, Py_ssize_
             seen[row >> 6] = 0;
         rows[near] = row;
         near += quick_distance(s, query, row) <= s->radius;
+    }
+    if (!seen && near > 1) { /* (with `seen`, rows were gathered once each) */
+        qsort(rows, (size_t)near, sizeof(uint32_t), compare_u32);
+        Py_ssize_t kept = 1;
+        for (Py_ssize_t i = 1; i < near; i++)
+            if (rows[i] != rows[kept - 1])
+                rows[kept++] = rows[i];
+        near = kept;
     }
     int status = 0;
     for (Py_ssize_t i = 0; i < near && !status; i++) {
