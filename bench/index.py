@@ -23,56 +23,48 @@ pattern, the rest unrelated (misses, the common case when a platform scans its u
 Queries per second are CPU time of this process, every library on one thread
 (``faiss.omp_set_num_threads(1)``), so other work on the machine does not skew them. tidkit
 answers one query per call (``query``) and in batches of 100 (``query_many``); faiss one query
-per ``range_search`` call and the whole sample in one; brute force one at a time. Everything
-runs in this one process, so nothing forks after faiss's OpenMP threads start.
+per ``range_search`` call and the whole sample in one; brute force one at a time. The two
+tidkit layouts and faiss are timed in 5 rounds, each timing all three in turn: the table shows
+each one's median round, and a line per layout gives its ratio to faiss round by round (a VM
+shares its host, whose speed moves by 10 to 30% within a minute: ratios within a round are
+what compare). Everything runs in this one process, so nothing forks after faiss's OpenMP
+threads start. ``--select`` picks the version of the packed layout's search (``pdep``,
+``popcnt`` or ``portable``; by default the fastest this CPU runs well).
 
-Measured on the development VM (AMD EPYC, one core; numpy 2.4.6, faiss-cpu 1.15.1) on
-2026-12-07, the machine otherwise idle, queries per second (one at a time / in batches of 100;
-faiss one per call / the whole sample; NumPy one at a time). This VM's host was slower than on
-the earlier runs below (faiss 27 to 36 at 10M PDQ where it gave 70 to 83, tidkit's default
-3,300 to 3,900 where it gave 6,300), and the figures move by about 10% from run to run: compare
-within a run. Two 10M PDQ runs:
+Measured on the development VM (AMD EPYC, family 26, one core; numpy 2.4.6, faiss-cpu 1.15.1)
+on 2026-12-07, queries per second (one at a time / in batches of 100; faiss one per call / the
+whole sample), then the memory=2 layout's ratio to faiss in each round, one at a time:
 
-    hashes     data        tidkit             tidkit memory=2    faiss          NumPy
-    1M PDQ     uniform      8,819 / 14,923    2,565 / 3,025        248 / 271       39
-    1M PDQ     clustered    6,949 / 11,078    2,366 / 2,743        241 / 258       39
-    1M pHash   uniform     14,959 / 38,863      534 / 610          965 / 1,059    230
-    1M pHash   clustered   10,690 / 27,373      544 / 622          925 / 1,086    235
-    10M PDQ    uniform      3,816 / 4,366     1,557 / 1,768         29 / 29         3
-    10M PDQ    clustered    3,107 / 3,818     1,428 / 1,658         32 / 32         4
-    10M PDQ    uniform      3,313 / 4,349     1,714 / 2,011         36 / 36         4
-    10M PDQ    clustered    2,817 / 3,380     1,255 / 1,527         27 / 27         4
-    10M pHash  uniform      8,240 / 13,754       59 / 62           109 / 111       20
-    10M pHash  clustered    5,582 / 8,135        59 / 62           106 / 110       19
+    hashes     data        tidkit           tidkit memory=2   faiss      memory=2 / faiss
+    10M PDQ    uniform     5,434 / 6,247    4,629 / 5,043     67 / 71    74 68 75 82 63
+    10M PDQ    clustered   4,692 / 5,137    4,825 / 5,697     86 / 86    51 59 56 61 60
+    10M PDQ    uniform     7,359 / 8,051    3,671 / 3,883     92 / 93    39 39 41 42 24  portable
+    10M PDQ    clustered   4,688 / 5,187    2,854 / 3,007     85 / 87    32 41 34 33 35  portable
+BENCH6
 
-Memory (the index's arrays, and the RSS its build left), build and load, same day:
+Three earlier 10M PDQ runs of the same code, timed once each (not in rounds), gave memory=2
+68, 72 and 50 times faiss on uniform data and 56, 54 and 51 times on clustered data. At 1M
+(timed once): PDQ uniform 19,422 / 24,820, memory=2 8,720 / 9,670, faiss 959 / 909;
+clustered 16,020 / 20,069, 5,981 / 7,507, faiss 893 / 922 (31 MB of hashes: faiss scans them
+from the cache); pHash uniform 41,465 / 69,341, memory=2 (a scan) 1,517 / 1,275, faiss 2,490
+/ 2,751. Memory at 10M PDQ: 845 MiB (2.77 times the raw 305 MiB) for the default layout, 607
+MiB (1.99 times) for memory=2, whose build left 560 to 584 MiB in the process; builds take 5
+to 11 s. The portable select (no BMI2 pdep, or a CPU where it is slow: AMD before Zen 3) costs
+the packed layout about a third of its speed.
 
-    hashes     tidkit MiB (x raw)  RSS left  memory=2 MiB (x raw)  RSS left  faiss MiB  build s
-    1M PDQ              84 (2.77)       119             61 (1.98)        46         31     1.1
-    10M PDQ            845 (2.77)       835            602 (1.97)       578        305    13.0
-    10M pHash          226 (2.96)       264            124 (1.62)        86         76     3.5
+So at 10 million PDQ hashes ``memory=2`` (the packed layout, 10 chunks) stays under twice the
+raw bytes and answers 51 to 82 times faiss IndexBinaryFlat one query at a time, in every round
+so far, and about as fast as the default layout, which takes 2.77 times the raw bytes. Loading
+maps the file: a few milliseconds, plus the first query's few milliseconds as pages come in.
+After the burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.2 to 0.35 s of
+CPU), the default layout answered 4,600 to 6,900 queries/s at 10M PDQ: the new hashes sit in
+small segments until merged.
 
-So at 10 million PDQ hashes the default layout answers 90 to 130 times faiss IndexBinaryFlat
-in 2.77 times the raw hash bytes, and ``memory=2`` (the packed layout, 10 chunks) stays under
-twice the raw bytes at 45 to 54 times faiss one query at a time and 52 to 61 times in batches
-(1,250 to 1,700 queries/s, 1,500 to 2,000 in batches); the memory=2 build takes 16 s. Each
-table holds a row number per hash, so under 2x there is room for 10 chunks, not 11: about 2.3
-times the probes and candidates of the default layout (tidkit/index.py). A pHash index has no
-tables under 2x: capped, it scans, slower than faiss's scan. Loading maps the file: 2 to 5 ms,
-plus the first query's 2 to 6 ms as pages come in. After the burst of 20,000 removals and
-20,000 additions in batches of 1,000 (0.8 s of CPU), the default layout answered 2,800 to 3,400
-queries/s at 10M PDQ: the new hashes sit in small segments until merged.
-
-Earlier runs (2026-11, faster host; memory=2 was then a plain layout with 8 chunks of 20 bits),
-busy machine (load average 4 to 7) and, for 10M, idle:
-
-    hashes     data        tidkit             old memory=2       faiss          NumPy
-    1M PDQ     uniform     17,729 / 22,842    1,212 / 1,327        846 / 950       83
-    10M PDQ    uniform      6,269 / 7,024       384 / 411           83 / 83         5
-    10M PDQ    clustered    4,394 / 4,835       388 / 397           79 / 82         5
-    10M PDQ    uniform      6,324 / 7,079       393 / 399           71 / 72         5   (idle)
-    10M PDQ    clustered    4,659 / 5,133       385 / 401           70 / 72         5   (idle)
-    10M pHash  uniform     16,033 / 19,652      118 / 121          196 / 200       28   (idle)
+Earlier hosts, for comparison across versions (only the ratios within a run compare): on
+2026-12-07 a slower host (faiss 27 to 36 at 10M PDQ) gave the default layout 2,800 to 3,800
+and the first packed layout (4 uint32 per 256 values, 29-byte rows) 1,250 to 1,700, 45 to 54
+times faiss; in 2026-11 a host where faiss gave 70 to 83 gave the default layout 6,300 and
+the plain 8-chunk memory=2 layout of the time 390 (10M pHash: 16,000 / 118, faiss 196).
 """
 
 import argparse
@@ -94,6 +86,7 @@ from tidkit.index import HammingIndex  # noqa: E402
 RADIUS = {"pdq": 31, "phash": 8}
 BITS = {"pdq": 256, "phash": 64}
 BLOCK = 1_000_000  # rows generated at a time (bounds the generator's temporaries)
+ROUNDS = 5  # timing rounds (see run)
 
 
 # -- memory ---------------------------------------------------------------------------------
@@ -244,6 +237,10 @@ def brute_force(words: np.ndarray, queries: np.ndarray, radius: int, ids=None):
     return out
 
 
+def each(search: Callable, queries: list, radius: int) -> list:
+    return [search(query, radius) for query in queries]
+
+
 def one_by_one(search: Callable, queries: np.ndarray, radius: int) -> list:
     return [search(query[None], radius) for query in queries]
 
@@ -273,8 +270,7 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     rows: dict[str, dict] = {}
     print(f"\n== {size:,} {hash_type} hashes, {shape}, radius {radius} ==", flush=True)
 
-    # tidkit.index: the fastest layout, then (while it is still in memory) one capped at twice
-    # the raw hash bytes
+    # tidkit.index: the fastest layout, then one capped at twice the raw hash bytes
     def build_tidkit(memory: float | None) -> tuple[HammingIndex, dict]:
         data_hexes, ids = hexes(data), list(range(size))
         base = peak_reset()
@@ -282,24 +278,13 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
         _, build, _ = timed(index.add, ids, data_hexes)
         peak, left = peak_since(base), rss_since(base)
         del data_hexes, ids
-        _, wall, cpu_single = timed(lambda: [index.query(h, radius) for h in query_hexes])
-        batches = [query_hexes[i : i + 100] for i in range(0, count, 100)]
-        _, wall, cpu_batch = timed(lambda: [index.query_many(b, radius) for b in batches])
-        row = {
-            "build": build,
-            "qps": f"{count / cpu_single:,.0f} / {count / cpu_batch:,.0f}",
-            "mb": index.nbytes / 2**20,
-            "peak": peak,
-            "left": left,
-        }
-        return index, row
+        return index, {"build": build, "mb": index.nbytes / 2**20, "peak": peak, "left": left}
 
     index, rows["tidkit.index"] = build_tidkit(None)
     ours = index.query_many(query_hexes[:sample], radius)
     capped, rows["tidkit.index memory=2"] = build_tidkit(2.0)
     assert capped.query_many(query_hexes[:sample], radius) == ours, "the two layouts differ"
     capped_layout = describe(capped)
-    del capped
     path = folder / f"{hash_type}.index"
     _, save, _ = timed(index.save, path)
     loaded, load, _ = timed(HammingIndex.load, path)
@@ -316,7 +301,7 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     words, build, _ = timed(parse_words, text)
     brute_peak, brute_left = peak_since(base), rss_since(base)
     del text
-    brute, wall, cpu = timed(brute_force, words, as_words(common), radius)
+    brute, _, cpu = timed(brute_force, words, as_words(common), radius)
     np.save(folder / "words.npy", words)
     _, load, _ = timed(lambda: np.load(folder / "words.npy", mmap_mode="r"))
     rows["numpy brute force"] = {
@@ -334,21 +319,41 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     flat = faiss.IndexBinaryFlat(bits)
     _, build, _ = timed(flat.add, data)
     faiss_peak, faiss_left = peak_since(base), rss_since(base)
-    _, wall, cpu_single = timed(one_by_one, flat.range_search, common, radius + 1)
-    (lims, distances, labels), wall, cpu_batch = timed(flat.range_search, common, radius + 1)
-    theirs = results_of_faiss(lims, distances, labels)
+    theirs = results_of_faiss(*flat.range_search(common, radius + 1))
     faiss.write_index_binary(flat, str(folder / "flat.faiss"))
-    del flat
-    gc.collect()
     _, load, _ = timed(faiss.read_index_binary, str(folder / "flat.faiss"))
     rows["faiss IndexBinaryFlat"] = {
         "build": build,
-        "qps": f"{sample / cpu_single:,.0f} / {sample / cpu_batch:,.0f}",
         "mb": size * bits / 8 / 2**20,
         "peak": faiss_peak,
         "left": faiss_left,
         "load": f"{load:.3f}",
     }
+
+    # Queries per second, one at a time and in batches: ROUNDS rounds, each timing all three
+    # in turn, so that a change in the machine's speed (a VM shares its host) touches them
+    # alike; the table shows each one's median round, and the ratios are taken per round.
+    batches = [query_hexes[i : i + 100] for i in range(0, count, 100)]
+    contenders = {
+        "tidkit.index": index,
+        "tidkit.index memory=2": capped,
+    }
+    speeds: dict[str, list[tuple[float, float]]] = {
+        name: [] for name in rows if name != "numpy brute force"
+    }
+    for _ in range(ROUNDS):
+        for name, tidkit_index in contenders.items():
+            single = timed(each, tidkit_index.query, query_hexes, radius)[2]
+            batched = timed(each, tidkit_index.query_many, batches, radius)[2]
+            speeds[name].append((count / single, count / batched))
+        single = timed(one_by_one, flat.range_search, common, radius + 1)[2]
+        batched = timed(flat.range_search, common, radius + 1)[2]
+        speeds["faiss IndexBinaryFlat"].append((sample / single, sample / batched))
+    for name, measured in speeds.items():
+        one, many = (float(np.median(column)) for column in zip(*measured, strict=True))
+        rows[name]["qps"] = f"{one:,.0f} / {many:,.0f}"
+    del capped, flat
+    gc.collect()
 
     print(
         f"{'':24}{'build s':>9}{'queries/s (1 core)':>22}{'index MiB':>10}{'RSS left +MiB':>14}"
@@ -368,6 +373,17 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
     assert ours == theirs, "tidkit.index and faiss differ"
     assert ours == brute, "tidkit.index and brute force differ"
     print(f"identical results: yes ({sample} queries, {sum(map(len, ours)):,} matches)")
+    for name in contenders:
+        ratios = [
+            (ours_[0] / theirs_[0], ours_[1] / theirs_[1])
+            for ours_, theirs_ in zip(speeds[name], speeds["faiss IndexBinaryFlat"], strict=True)
+        ]
+        print(
+            f"{name} / faiss, round by round, one at a time: "
+            + " ".join(f"{one:.0f}x" for one, _ in ratios)
+            + "; in batches: "
+            + " ".join(f"{many:.0f}x" for _, many in ratios)
+        )
 
     # Incremental: a burst of removals and re-additions, no rebuild; exact throughout.
     alive = np.ones(size, dtype=bool)

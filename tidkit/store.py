@@ -254,10 +254,13 @@ class LocalList:
     """A list's active entries with the lookups that matching needs.
 
     Adding an entry that is already present keeps its number; removing one that is absent does
-    nothing. Both are therefore harmless to repeat.
+    nothing. Both are therefore harmless to repeat. ``memory`` caps the PDQ index at that many
+    times the raw bytes of its hashes (``HammingIndex(memory=...)``: 2 keeps ten million under
+    640 MB, at some cost in speed and in removals); the pHash index, four times smaller, is
+    never capped (capped, it would scan).
     """
 
-    def __init__(self, *, next_number: int = 1) -> None:
+    def __init__(self, *, next_number: int = 1, memory: float | None = None) -> None:
         self._base = _Columns.empty()  # as last saved (or loaded)
         self._dead = np.zeros(0, dtype=bool)  # base rows removed since
         self._base_alive = 0
@@ -266,9 +269,17 @@ class LocalList:
         self._extra_number: dict[str, int] = {}
         self._extra_entry_of: dict[int, str] = {}
         self._extra_md5: dict[str, str] = {}
-        self._indexes = {formats.PDQ: HammingIndex(bits=256), formats.PHASH: HammingIndex(bits=64)}
+        self._indexes = {
+            formats.PDQ: HammingIndex(bits=256, memory=memory),
+            formats.PHASH: HammingIndex(bits=64),
+        }
         self._videos: _VideoFrames | None = None
         self.next_number = next_number
+
+    @property
+    def memory(self) -> float | None:
+        """The PDQ index's memory cap (None: the fastest layout)."""
+        return self._indexes[formats.PDQ].memory
 
     def __len__(self) -> int:
         return self._base_alive + len(self._extra)
@@ -516,8 +527,16 @@ class LocalList:
             self._indexes[hash_type].save(directory / name)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], *, next_number: int = 1) -> "LocalList":
-        """Open a list written by ``save``: the columns and indexes are mapped, not read."""
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        next_number: int = 1,
+        memory: float | None = None,
+    ) -> "LocalList":
+        """Open a list written by ``save``: the columns and indexes are mapped, not read. An index
+        saved by an older tidkit, or (PDQ) with another memory cap than ``memory``, is built
+        again from the columns."""
         directory = Path(directory)
         arrays = {
             name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
@@ -528,21 +547,26 @@ class LocalList:
             for line in fh:
                 data = json.loads(line)
                 frames[int(data["n"])] = tuple(data["frames"])
-        local = cls(next_number=next_number)
+        local = cls(next_number=next_number, memory=memory)
         local._set_base(_Columns(**arrays, frames=frames))
         for hash_type, name in INDEX_FILES.items():
+            wanted = local._indexes[hash_type].memory
             try:
-                local._indexes[hash_type] = HammingIndex.load(directory / name)
+                index = HammingIndex.load(directory / name)
             except IndexFileError as exc:
                 if not exc.stale:
                     raise
-                # Written by an older tidkit: build it again from the columns, which hold the
-                # same hashes (the next compaction writes the new format).
+                index = None  # written by an older tidkit
+            if index is not None and index.memory == wanted:
+                local._indexes[hash_type] = index
+            else:
+                # Built again from the columns, which hold the same hashes (the next
+                # compaction writes it out).
                 local._index_base(hash_type)
         return local
 
     @classmethod
-    def from_entries(cls, entries: Iterable[Entry]) -> "LocalList":
+    def from_entries(cls, entries: Iterable[Entry], *, memory: float | None = None) -> "LocalList":
         """Build a list from many entries at once (a snapshot), holding them as compact bytes
         rather than objects. Raises ListDataError if an id appears twice."""
         builder = _ColumnBuilder()
@@ -553,7 +577,7 @@ class LocalList:
         ids = columns.uuids[order]
         if len(ids) > 1 and bool(np.any(np.all(ids[1:] == ids[:-1], axis=1))):
             raise ListDataError("An entry is listed more than once.")
-        local = cls(next_number=len(columns) + 1)
+        local = cls(next_number=len(columns) + 1, memory=memory)
         local._set_base(columns)
         for hash_type in local._indexes:
             local._index_base(hash_type)
@@ -562,7 +586,8 @@ class LocalList:
     def _index_base(self, hash_type: str) -> None:
         """A new index of ``hash_type`` holding the base columns' hashes of that type."""
         columns = self._base
-        index = self._indexes[hash_type] = HammingIndex(bits=self._indexes[hash_type].bits)
+        old = self._indexes[hash_type]
+        index = self._indexes[hash_type] = HammingIndex(bits=old.bits, memory=old.memory)
         rows = np.flatnonzero(columns.kinds == KIND[hash_type])
         width = VALUE_BYTES[hash_type]
         for start in range(0, len(rows), _INDEX_BATCH):

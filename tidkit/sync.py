@@ -39,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ class Checkpoint:
     # [seq, op, entry id] of the last feed change applied (None when ``seq`` came from a
     # snapshot): what tells a feed that was replaced (a server restored from a backup).
     last_change: list | None = None
+    memory: float | None = None  # the PDQ index's cap (LocalList), kept from sync to sync
 
 
 @dataclass
@@ -139,6 +140,7 @@ def sync(
     trusted_keys: Mapping[str, bytes] | None = None,
     on_progress: Callable[[str], None] | None = None,
     compact_after: int = COMPACT_CHANGES,
+    memory: float | None = None,
 ) -> SyncResult:
     """Bring ``state_dir``'s copy of ``list_slug`` up to the server's newest change.
 
@@ -146,7 +148,8 @@ def sync(
     than the newest snapshot) loads the newest snapshot after verifying it; a list with no
     snapshot yet is read from the feed's start. ``trusted_keys`` (key id -> raw 32-byte Ed25519
     public key) pins the signing keys instead of asking the server for them. Once the journal
-    of feed changes holds ``compact_after`` changes, the list is written out afresh.
+    of feed changes holds ``compact_after`` changes, the list is written out afresh. ``memory``
+    caps the PDQ index (LocalList) from now on, 0 removes the cap, None keeps the state's.
 
     Raises VerificationError (state untouched), FeedError, StateError, or the client's errors.
     Every page applied before an error stays applied and checkpointed.
@@ -169,6 +172,9 @@ def sync(
                 )
         _remove_leftovers(state, checkpoint)
         seq_before = checkpoint.seq if checkpoint else None
+        if memory is None:
+            memory = checkpoint.memory if checkpoint else None
+        memory = memory or None  # (0: no cap)
 
         snapshot_seq, unwritten = None, False
         replaced = (
@@ -185,12 +191,20 @@ def sync(
         meta = _newest_snapshot(client, list_slug)
         if meta is not None and _should_bootstrap(checkpoint, meta, force=bootstrap or replaced):
             say(f"Loading snapshot {list_slug}@{meta['seq']} ({meta['entry_count']} entries)")
-            local, checkpoint = _bootstrap(client, state, list_slug, meta, trusted_keys, checkpoint)
+            local, checkpoint = _bootstrap(
+                client, state, list_slug, meta, trusted_keys, checkpoint, memory
+            )
             snapshot_seq = meta["seq"]
         elif checkpoint is None or checkpoint.server != client.base_url or replaced:
             # No snapshot yet: the feed from its start is the whole list. Nothing is written
             # until the server has answered for the list (it may not exist or not be granted).
-            local, checkpoint, unwritten = LocalList(), _empty(list_slug, client, checkpoint), True
+            checkpoint = _empty(list_slug, client, checkpoint, memory)
+            local, unwritten = LocalList(memory=memory), True
+        elif checkpoint.memory != memory:  # the index is built again with the new cap
+            say("Indexing the list again for the new memory cap")
+            checkpoint = replace(checkpoint, memory=memory)
+            local = _load(state, checkpoint)
+            checkpoint = _write_generation(state, local, checkpoint)
         else:
             local = _load(state, checkpoint)
 
@@ -391,6 +405,7 @@ def _bootstrap(
     meta: Mapping[str, Any],
     trusted_keys: Mapping[str, bytes] | None,
     old: Checkpoint | None,
+    memory: float | None,
 ) -> tuple[LocalList, Checkpoint]:
     """Download, verify and load a snapshot into a new generation, then switch to it."""
     if meta.get("list") != list_slug:
@@ -426,7 +441,7 @@ def _bootstrap(
             public_key=public_key,
         )
         try:
-            local = LocalList.from_entries(read_snapshot(path))
+            local = LocalList.from_entries(read_snapshot(path), memory=memory)
         except ListDataError as exc:
             raise FeedError(f"The snapshot: {exc}") from None
         if len(local) != count:
@@ -442,11 +457,14 @@ def _bootstrap(
         snapshot_seq=seq,
         key_id=str(meta["key_id"]),
         generation=old.generation if old else "gen-000000",
+        memory=memory,
     )
     return local, _write_generation(state, local, checkpoint)
 
 
-def _empty(list_slug: str, client: TidClient, old: Checkpoint | None) -> Checkpoint:
+def _empty(
+    list_slug: str, client: TidClient, old: Checkpoint | None, memory: float | None
+) -> Checkpoint:
     return Checkpoint(
         list=list_slug,
         server=client.base_url,
@@ -454,6 +472,7 @@ def _empty(list_slug: str, client: TidClient, old: Checkpoint | None) -> Checkpo
         snapshot_seq=None,
         key_id=None,
         generation=old.generation if old else "gen-000000",
+        memory=memory,
     )
 
 
@@ -581,7 +600,7 @@ def _write_checkpoint(state: Path, checkpoint: Checkpoint) -> None:
 def _load(state: Path, checkpoint: Checkpoint) -> LocalList:
     """The generation the checkpoint names, with the committed part of its journal replayed."""
     generation = state / checkpoint.generation
-    local = LocalList.load(generation, next_number=checkpoint.next_number)
+    local = LocalList.load(generation, next_number=checkpoint.next_number, memory=checkpoint.memory)
     with open(generation / JOURNAL, "rb") as fh:
         committed = fh.read(checkpoint.journal_bytes)
     if len(committed) != checkpoint.journal_bytes:

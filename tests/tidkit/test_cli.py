@@ -67,12 +67,13 @@ def world(live_server, partner, default_list, staff_user, tmp_path):
 def test_sync_scan_report_end_to_end_and_report_again_changes_nothing(world, partner, tmp_path):
     env, folder, state = world
 
-    synced = tidkit("sync", "--state", state, env=env)
+    synced = tidkit("sync", "--state", state, "--memory", "2", env=env)  # (a capped index)
     assert synced.returncode == 0, synced.stderr
     assert synced.stdout == (
         "take-it-down: at seq 6 (new; snapshot 6 loaded); feed: 0 added, 0 removed; "
         "6 entries (2 md5, 2 pdq, 2 phash, 0 vpdq)\n"
     )
+    assert json.loads((state / "checkpoint.json").read_text())["memory"] == 2
 
     scanned = tidkit("scan", folder, "--json", "--state", state, env=env)
     assert scanned.returncode == 1, scanned.stderr  # 1: something matched
@@ -155,6 +156,9 @@ def test_exit_statuses_name_what_went_wrong(world, live_server, tmp_path):
     unsynced = tidkit("scan", folder, "--state", tmp_path / "nowhere", env=env)
     assert (unsynced.returncode, unsynced.stdout) == (6, "")
     assert "No list has been synced into" in unsynced.stderr
+
+    no_cap = tidkit("sync", "--state", state, "--memory", "0.5", env=env)
+    assert no_cap.returncode == 2 and "must be 0 (no cap) or at least 1" in no_cap.stderr
 
     no_url = tidkit("sync", "--state", state, env={"TIDKIT_API_KEY": "x"})
     assert no_url.returncode == 2 and "Give the server with --url" in no_url.stderr

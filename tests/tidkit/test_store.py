@@ -113,3 +113,36 @@ def test_stricter_thresholds_only(tmp_path):
     with pytest.raises(ValueError, match="pdq_distance is 0 to 31"):
         local.match(near, pdq_distance=40)
     assert local.match({**near, "pdq_quality": 30}) == []  # a featureless query: no near match
+
+
+def test_a_memory_cap_packs_the_pdq_index_and_is_kept_or_changed_on_load(tmp_path):
+    """A list capped at twice its PDQ hashes' bytes matches exactly as an uncapped one; loading
+    it with the same cap maps its index as saved, with another cap builds it again."""
+    rng = random.Random(11)
+    entries = [make_entry(rng, "pdq") for _ in range(70_000)]
+    entries += [make_entry(rng, t) for t in ("md5", "phash", "vpdq") for _ in range(20)]
+    capped = LocalList.from_entries(entries, memory=2)
+    plain = LocalList.from_entries(entries)
+    pdq_index = capped._indexes["pdq"]
+    assert capped.memory == 2 and plain.memory is None
+    assert [segment.kind for segment in pdq_index._segments] == ["packed"]
+    assert pdq_index.nbytes < 2 * 70_000 * 32 < plain._indexes["pdq"].nbytes
+    assert capped._indexes["phash"].memory is None  # (capped, a pHash index would scan)
+
+    capped.save(tmp_path)
+    same = LocalList.load(tmp_path, memory=2)
+    assert same._indexes["pdq"]._segments[0].kind == "packed"
+    assert same._indexes["pdq"]._segments[0].quick.base is not None  # mapped from the file
+    uncapped = LocalList.load(tmp_path)
+    assert uncapped.memory is None and uncapped._indexes["pdq"]._segments[0].kind == "plain"
+
+    for entry in entries[:70_000:7_000] + entries[70_000:70_040:10]:  # PDQ, MD5 and pHash
+        near = {
+            "media_type": "image",
+            "md5": entry.value if entry.hash_type == "md5" else "0" * 32,
+            "pdq": flip(entry.value, 25, rng) if entry.hash_type == "pdq" else "0" * 64,
+            "pdq_quality": 90,
+            "phash": flip(entry.value, 6, rng) if entry.hash_type == "phash" else "00ff" * 4,
+        }
+        expected = plain.match(near)
+        assert expected and all(local.match(near) == expected for local in (same, uncapped))

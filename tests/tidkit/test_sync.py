@@ -31,6 +31,7 @@ from tests.tidkit.server import (
     snapshot,
 )
 from tidkit.client import NotFoundError, TidClient
+from tidkit.index import HammingIndex
 from tidkit.sync import (
     JOURNAL,
     StateError,
@@ -157,6 +158,29 @@ def test_an_unchanged_feed_is_followed_without_reloading(
     accepted_case(staff_user, [random_image(rng)])
     result = sync(client, tmp_path)
     assert result.snapshot_seq is None and result.added == 3
+
+
+def test_a_memory_cap_is_kept_from_sync_to_sync_until_changed(
+    client, default_list, staff_user, tmp_path, rng
+):
+    def saved_cap() -> float | None:  # what the committed generation's PDQ index was built for
+        generation = tmp_path / read_checkpoint(tmp_path).generation
+        return HammingIndex.load(generation / "pdq.index").memory
+
+    accepted_case(staff_user, [random_image(rng)])
+    snapshot(default_list)
+    sync(client, tmp_path, memory=2)
+    assert read_checkpoint(tmp_path).memory == 2 and saved_cap() == 2
+    accepted_case(staff_user, [random_image(rng)])
+    assert sync(client, tmp_path).added == 3  # no cap given: the state's
+    assert read_checkpoint(tmp_path).memory == 2 and open_list(tmp_path)[0].memory == 2
+
+    before = read_checkpoint(tmp_path).generation
+    sync(client, tmp_path, memory=0)  # lifted: indexed again and written out at once
+    checkpoint = read_checkpoint(tmp_path)
+    assert checkpoint.memory is None and checkpoint.generation != before
+    assert saved_cap() is None and open_list(tmp_path)[0].memory is None
+    assert local_entries(tmp_path) == active_entries(default_list)
 
 
 def test_removals_are_applied_and_no_longer_match(client, default_list, staff_user, tmp_path, rng):
