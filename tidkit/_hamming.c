@@ -567,11 +567,19 @@ ALWAYS_INLINE int unary_range(const Unary *t, uint64_t key, uint64_t bit, Py_ssi
         uint64_t w0 = run_bits(t->bits, bit), w1 = run_bits(t->bits, bit + 64);
         int c0 = POPCOUNT64(w0);
         if (need < c0 + POPCOUNT64(w1)) {
-            /* Nearly always: both ends within 128 bits, found without a branch (the two
-               selects run side by side, and which words they fall in is a coin toss). */
+            /* Nearly always: both ends within 128 bits, found without a branch (which words
+               they fall in is a coin toss). With pdep the two selects run side by side;
+               without it, the value's one is the first one at or after `after`. */
             int after = select128(w0, w1, c0, need ? need - 1 : 0, fast) + 1;
-            first = bit + (need ? (uint64_t)after : 0);
-            last = bit + (uint64_t)select128(w0, w1, c0, need, fast);
+            after = need ? after : 0;
+            first = bit + (uint64_t)after;
+            if (fast)
+                last = bit + (uint64_t)select128(w0, w1, c0, need, fast);
+            else { /* (after < 128: the need-th one lies past it, within the 128 bits) */
+                uint64_t m0 = after < 64 ? w0 >> after << after : 0;
+                uint64_t m1 = after <= 64 ? w1 : w1 >> (after - 64) << (after - 64);
+                last = bit + (uint64_t)__builtin_ctzll(m0 ? m0 : m1) + (m0 ? 0 : 64);
+            }
             goto found;
         }
     }

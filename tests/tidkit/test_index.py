@@ -361,6 +361,28 @@ def test_a_hot_chunk_value_in_the_packed_layout_finds_what_brute_force_does(pack
     assert found == set(range(600, 900, 3))  # on both sides of the block
 
 
+def test_each_packed_table_alone_finds_every_row(packed_kernel):
+    """At radius 0 any one table, probed alone, is a whole plan (one chunk must be equal): every
+    hash must find itself and its exact duplicates through each table in turn, wherever its
+    value's rows lie in the run (past the mark in the first word or the second, or a hot
+    value's long run), with no other table to make up for a row missed."""
+    rng = np.random.default_rng(43)
+    data = np.concatenate([hash_set(rng, 256, 12000, shape) for shape in SHAPES])
+    model = dict(enumerate(hexes(data)))
+    holders: dict[str, list[int]] = {}
+    for id_, hex_hash in model.items():
+        holders.setdefault(hex_hash, []).append(id_)
+    expected = [[(id_, 0) for id_ in holders[hex_hash]] for hex_hash in model.values()]
+    with mock.patch.multiple("tidkit.index", **PACKED):
+        index = HammingIndex(memory=2.5)
+        index.add(list(model), list(model.values()))
+    (segment,) = index._segments
+    assert segment.kind == "packed" and not index._delta.n and len(segment.widths) >= 5
+    for table in range(len(segment.widths)):
+        segment._probes = {0: np.array([[table, 0]], dtype=np.int64)}
+        assert index.query_many(list(model.values()), 0) == expected, f"table {table}"
+
+
 def held_bytes(index: HammingIndex) -> int:
     """The bytes of the memory the index's arrays keep alive (views keep their base)."""
     bases = {}
