@@ -6,11 +6,11 @@ For each hash type (PDQ 256 bits at radius 31, pHash 64 bits at radius 8) and da
 prints side by side: build time, queries per second on one core, the index's size and the peak
 RSS its build added, and the time to load it back from disk (tidkit maps its file: add the first
 query's time, which pages in what it touches). Then it checks that the three give identical
-results on a common query sample (faiss's ``range_search`` is exact; its radius is exclusive,
-so it gets radius + 1), prints "identical results: yes" or stops with an AssertionError, and
-gives tidkit's index a burst of removals and additions (no rebuild) before checking it against
-brute force again. The default run (1 million hashes) takes well under a minute; 10 million
-(``--size 10000000``) about three minutes and 3 GB of memory.
+results on a common query sample (faiss's ``range_search`` is exact; its radius is exclusive, so
+it gets radius + 1), prints "identical results: yes" or stops with an AssertionError, and gives
+tidkit's index a burst of removals and additions (no rebuild) before checking it against brute
+force again. The default run (1 million hashes) takes well under a minute; 10 million (``--size
+10000000``) about three minutes and 3 GB of memory.
 
 Data (seeded). ``uniform``: random hashes. ``clustered``: near-duplicate families of Zipf-
 distributed sizes (most images have one or two hashes, a few have thousands), members up to ~30
@@ -22,51 +22,63 @@ pattern, the rest unrelated (misses, the common case when a platform scans its u
 
 Queries per second are CPU time of this process, every library on one thread
 (``faiss.omp_set_num_threads(1)``, ``OPENBLAS_NUM_THREADS=1``), so other work on the machine
-does not skew them. tidkit
-answers one query per call (``query``) and in batches of 100 (``query_many``); faiss one query
-per ``range_search`` call and the whole sample in one; brute force one at a time. The two
-tidkit layouts and faiss are timed in 5 rounds, each timing all three in turn: the table shows
-each one's median round, and a line per layout gives its ratio to faiss round by round (a VM
-shares its host, whose speed moves by 10 to 30% within a minute: ratios within a round are
-what compare). Everything runs in this one process, so nothing forks after faiss's OpenMP
-threads start. ``--select`` picks the version of the packed layout's search (``pdep``,
-``popcnt`` or ``portable``; by default the fastest this CPU runs well).
+does not skew them. tidkit answers one query per call (``query``) and in batches of 100
+(``query_many``); faiss one query per ``range_search`` call and the whole sample in one; brute
+force one at a time. The two tidkit layouts and faiss are timed in 5 rounds, each timing all
+three in turn: the table shows each one's median round, and a line per layout gives its ratio to
+faiss round by round (a VM shares its host, whose speed moves by 10 to 30% within a minute:
+ratios within a round are what compare). Everything runs in this one process, so nothing forks
+after faiss's OpenMP threads start. ``--select`` picks the version of the packed layout's search
+(``pdep``, ``popcnt`` or ``portable``; by default the fastest this CPU runs well).
 
-Measured on the development VM (AMD EPYC, family 26, one core; numpy 2.4.6, faiss-cpu 1.15.1)
-on 2026-12-07, queries per second (one at a time / in batches of 100; faiss one per call / the
-whole sample), then the memory=2 layout's ratio to faiss in each round, one at a time:
+Measured on the development VM (AMD EPYC, family 26, one core; numpy 2.4.6, faiss-cpu 1.15.1) on
+2026-12-07, queries per second (one at a time / in batches of 100; faiss one per call / the
+whole sample), then the ratio to faiss in each of the 5 rounds, one at a time: memory=2's for
+PDQ, the default layout's for pHash (capped, a pHash index scans, at 0.5 to 0.7 times faiss).
+The last run is of the final code; the three before it differ only in BLAS's threads, not yet
+pinned (they spun: 3 to 5% more CPU time on everything). Round 1 of the third clustered run
+(29x) caught the host busy: the default layout fell with it.
 
-    hashes     data        tidkit           tidkit memory=2   faiss      memory=2 / faiss
-    10M PDQ    uniform     5,434 / 6,247    4,629 / 5,043     67 / 71    74 68 75 82 63
-    10M PDQ    clustered   4,692 / 5,137    4,825 / 5,697     86 / 86    51 59 56 61 60
-    10M PDQ    uniform     7,359 / 8,051    3,671 / 3,883     92 / 93    39 39 41 42 24  portable
-    10M PDQ    clustered   4,688 / 5,187    2,854 / 3,007     85 / 87    32 41 34 33 35  portable
-BENCH6
+    hashes     data        tidkit            tidkit memory=2   faiss        ratio per round
+    10M PDQ    uniform      5,434 / 6,247    4,629 / 5,043      67 / 71     74 68 75 82 63
+    10M PDQ    clustered    4,692 / 5,137    4,825 / 5,697      86 / 86     51 59 56 61 60
+    10M PDQ    uniform      4,958 / 5,675    4,210 / 4,868      70 / 73     58 114 60 66 60
+    10M PDQ    clustered    3,732 / 3,918    3,699 / 4,065      72 / 75     29 53 53 48 55
+    10M PDQ    uniform      6,619 / 7,756    5,970 / 6,614      85 / 87     67 69 64 78 55
+    10M PDQ    clustered    3,744 / 4,022    3,966 / 4,287      78 / 79     46 62 55 53 60
+    10M PDQ    uniform      6,585 / 7,175    5,802 / 6,142      83 / 85     66 56 80 72 84
+    10M PDQ    clustered    5,138 / 5,537    5,504 / 5,855      86 / 86     56 62 64 61 58
+    10M pHash  uniform     18,854 / 21,765     152 / 156       264 / 277    69 88 71 75 67
+    10M pHash  clustered   12,001 / 13,850     150 / 158       279 / 287    42 47 45 49 41
 
-Three earlier 10M PDQ runs of the same code, timed once each (not in rounds), gave memory=2
-68, 72 and 50 times faiss on uniform data and 56, 54 and 51 times on clustered data. At 1M
-(timed once): PDQ uniform 19,422 / 24,820, memory=2 8,720 / 9,670, faiss 959 / 909;
-clustered 16,020 / 20,069, 5,981 / 7,507, faiss 893 / 922 (31 MB of hashes: faiss scans them
-from the cache); pHash uniform 41,465 / 69,341, memory=2 (a scan) 1,517 / 1,275, faiss 2,490
-/ 2,751. Memory at 10M PDQ: 845 MiB (2.77 times the raw 305 MiB) for the default layout, 607
-MiB (1.99 times) for memory=2, whose build left 560 to 584 MiB in the process; builds take 5
-to 11 s. The portable select (no BMI2 pdep, or a CPU where it is slow: AMD before Zen 3) costs
-the packed layout about a third of its speed.
+With ``--select portable`` (no pdep; before the change that finds a value's end with one select,
+which gave it 3 to 14% back): memory=2 3,671 / 3,883 uniform (39 to 42 times faiss, one round
+24) and 2,854 / 3,007 clustered (32 to 41 times).
+
+Three earlier 10M PDQ runs, timed once each (not in rounds; the first two before near rows were
+checked once each), gave memory=2 68, 72 and 50 times faiss on uniform data and 56, 54 and 51
+times on clustered data. At 1M (timed once): PDQ uniform 19,422 / 24,820, memory=2 8,720 /
+9,670, faiss 959 / 909; clustered 16,020 / 20,069, 5,981 / 7,507, faiss 893 / 922 (31 MB of
+hashes: faiss scans them from the cache); pHash uniform 41,465 / 69,341, memory=2 (a scan) 1,517
+/ 1,275, faiss 2,490 / 2,751. Memory at 10M PDQ: 845 MiB (2.77 times the raw 305 MiB) for the
+default layout, 607 MiB (1.99 times) for memory=2, whose build left 560 to 584 MiB in the
+process; builds take 5 to 11 s. The portable select (no BMI2 pdep, or a CPU where it is slow:
+AMD before Zen 3) costs the packed layout about a third of its speed.
 
 So at 10 million PDQ hashes ``memory=2`` (the packed layout, 10 chunks) stays under twice the
-raw bytes and answers 51 to 82 times faiss IndexBinaryFlat one query at a time, in every round
-so far, and about as fast as the default layout, which takes 2.77 times the raw bytes. Loading
-maps the file: a few milliseconds, plus the first query's few milliseconds as pages come in.
-After the burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.2 to 0.35 s of
-CPU), the default layout answered 4,600 to 6,900 queries/s at 10M PDQ: the new hashes sit in
-small segments until merged.
+raw bytes and answers 4,200 to 6,000 queries/s one at a time (medians), 53 to 74 times faiss
+IndexBinaryFlat, and about as fast as the default layout, which takes 2.77 times the raw bytes;
+on clustered data single rounds fall under 50x when the host is busy (46x, 48x, and the 29x
+above). Loading maps the file: a few milliseconds, plus the first query's few milliseconds as
+pages come in. After the burst of 20,000 removals and 20,000 additions in batches of 1,000 (0.2
+to 0.35 s of CPU), the default layout answered 4,600 to 6,900 queries/s at 10M PDQ: the new
+hashes sit in small segments until merged.
 
 Earlier hosts, for comparison across versions (only the ratios within a run compare): on
-2026-12-07 a slower host (faiss 27 to 36 at 10M PDQ) gave the default layout 2,800 to 3,800
-and the first packed layout (4 uint32 per 256 values, 29-byte rows) 1,250 to 1,700, 45 to 54
-times faiss; in 2026-11 a host where faiss gave 70 to 83 gave the default layout 6,300 and
-the plain 8-chunk memory=2 layout of the time 390 (10M pHash: 16,000 / 118, faiss 196).
-"""
+2026-12-07 a slower host (faiss 27 to 36 at 10M PDQ) gave the default layout 2,800 to 3,800 and
+the first packed layout (4 uint32 per 256 values, 29-byte rows) 1,250 to 1,700, 45 to 54 times
+faiss; in 2026-11 a host where faiss gave 70 to 83 gave the default layout 6,300 and the plain
+8-chunk memory=2 layout of the time 390 (10M pHash: 16,000 / 118, faiss 196)."""
 
 import argparse
 import gc
@@ -242,6 +254,10 @@ def brute_force(words: np.ndarray, queries: np.ndarray, radius: int, ids=None):
     return out
 
 
+def times(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
 def each(search: Callable, queries: list, radius: int) -> list:
     return [search(query, radius) for query in queries]
 
@@ -385,9 +401,9 @@ def run(hash_type: str, shape: str, size: int, count: int, sample: int, seed: in
         ]
         print(
             f"{name} / faiss, round by round, one at a time: "
-            + " ".join(f"{one:.0f}x" for one, _ in ratios)
+            + " ".join(times(one) for one, _ in ratios)
             + "; in batches: "
-            + " ".join(f"{many:.0f}x" for _, many in ratios)
+            + " ".join(times(many) for _, many in ratios)
         )
 
     # Incremental: a burst of removals and re-additions, no rebuild; exact throughout.

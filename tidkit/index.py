@@ -37,27 +37,28 @@ Choices, measured with bench/index.py on one core of the development VM (see its
   of 2**24 rows or more) plus its slot array: a uint32 per 256 slots and a uint16 offset per
   slot (a plain uint32 per slot for a table where a value is shared by tens of thousands of
   rows). 10 million PDQ hashes take 886 MB, 2.77 times the raw 320 MB.
-- Under twice the raw bytes: ``HammingIndex(memory=2)``. Each table holds a row number per
-  hash, at least log2(n) bits (3 bytes at 10 million), so the 32 bytes beside each hash hold
-  at most 9 or 10 tables, and only if nothing else costs much. PDQ segments of 65,536 rows or
-  more are then packed (_PackedSegment), which wins back two tables: the rows are stored in the
-  order of their first chunk's value, so that chunk needs no postings and its bits are not
-  stored (29 bytes a row); the slot arrays are unary runs (a bit per row and per value, and a
-  uint32 mark every 32 values: 0.35 bytes per row, not 1.7); a tombstone is a bit. 10 million
-  PDQ hashes take 637 MB, 1.99x, in 10 chunks (24 bits, then 9 of 23, 231 bits indexed):
-  about 6,600 probed values and 6,500 candidates per query, twice the default layout's, each
-  step made cheaper. A candidate is checked on 16 bytes first (words 1 and 2, one cache line,
-  which rule out nearly all of them), and the rest is read, once per row, only for those
-  within the radius there. A value is found in its run from its mark by two branch-free
-  selects within 128 bits (the BMI2 pdep instruction where it is fast: _hamming.c). Each pass
-  fetches 64 steps ahead. A hot chunk value's rows are one block in table 0, which the other
-  tables' long ranges skip. Measured side by side (bench/index.py, one core, 2026-12-07, faiss
-  IndexBinaryFlat answering 74 to 90 queries/s): uniform 4,100 to 6,300 queries/s one at a time
-  (50 to 72 times faiss), clustered 3,800 to 5,000 (51 to 56 times), more in batches; the
-  default layout answers 4,100 to 7,300. The ids are in row order, not id order, so removing
-  or finding ids is a pass over a segment's ids (at 10 million, 7 ms for one id, 0.2 s for a
-  batch of thousands): remove in batches. A pHash index cannot go under 2x with tables (its
-  hashes are 8 bytes, an id 4): capped, it scans.
+- Under twice the raw bytes: ``HammingIndex(memory=2)``. Each table holds a row number per hash,
+  at least log2(n) bits (3 bytes at 10 million), so the 32 bytes beside each hash hold at most 9
+  or 10 tables, and only if nothing else costs much. PDQ segments of 65,536 rows or more are
+  then packed (_PackedSegment), which wins back two tables: the rows are stored in the order of
+  their first chunk's value, so that chunk needs no postings and its bits are not stored (29
+  bytes a row); the slot arrays are unary runs (a bit per row and per value, and a uint32 mark
+  every 32 values: 0.35 bytes per row, not 1.7); a tombstone is a bit. 10 million PDQ hashes
+  take 637 MB, 1.99x, in 10 chunks (24 bits, then 9 of 23, 231 bits indexed): about 6,600 probed
+  values and 6,500 candidates per query, twice the default layout's, each step made cheaper. A
+  candidate is checked on 16 bytes first (words 1 and 2, one cache line, which rule out nearly
+  all of them), and the rest is read, once per row, only for those within the radius there. A
+  value is found in its run from its mark by two branch-free selects within 128 bits (the BMI2
+  pdep instruction where it is fast: _hamming.c). Each pass fetches 64 steps ahead. A hot chunk
+  value's rows are one block in table 0, which the other tables' long ranges skip. Measured side
+  by side (bench/index.py, one core, 2026-12-07, faiss IndexBinaryFlat answering 67 to 86
+  queries/s), median rounds of four runs: uniform 4,200 to 6,000 queries/s one at a time (56 to
+  74 times faiss), clustered 3,700 to 5,500 (53 to 61 times; single rounds fell to 29x, 46x and
+  48x with the host busy), about the default layout's speed; without a fast pdep about a third
+  less. The ids are in row order, not id order, so removing or finding ids is a pass over a
+  segment's ids (at 10 million, 7 ms for one id, 0.2 s for a batch of thousands): remove in
+  batches. A pHash index cannot go under 2x with tables (its hashes are 8 bytes, an id 4):
+  capped, it scans.
 - Files: ``save`` writes one file (a JSON header, then 64-byte-aligned arrays); ``load`` maps it
   copy-on-write, so 10 million hashes load in about a millisecond and pages are read as queries
   touch them; later adds, removes and merges never write to the file. A file of an older
