@@ -522,7 +522,6 @@ ALWAYS_INLINE uint64_t run_bits(const uint64_t *bits, uint64_t at) {
 #ifdef DISPATCH_POPCNT
 #include <cpuid.h>
 #include <immintrin.h>
-#define DISPATCH_PDEP 1
 __attribute__((target("bmi2"))) static inline int select64_pdep(uint64_t w, int rank) {
     return __builtin_ctzll(_pdep_u64((uint64_t)1 << rank, w));
 }
