@@ -314,14 +314,20 @@ def _default_state() -> str:
 
 
 def _memory_cap(value: str) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
     if not (number == 0 or 1 <= number < math.inf):
         raise argparse.ArgumentTypeError("must be 0 (no cap) or at least 1")
     return number
 
 
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return number

@@ -157,8 +157,11 @@ def test_exit_statuses_name_what_went_wrong(world, live_server, tmp_path):
     assert (unsynced.returncode, unsynced.stdout) == (6, "")
     assert "No list has been synced into" in unsynced.stderr
 
-    no_cap = tidkit("sync", "--state", state, "--memory", "0.5", env=env)
-    assert no_cap.returncode == 2 and "must be 0 (no cap) or at least 1" in no_cap.stderr
+    for cap in ("0.5", "two"):
+        no_cap = tidkit("sync", "--state", state, "--memory", cap, env=env)
+        assert no_cap.returncode == 2 and "--memory: must be 0 (no cap) or at least 1" in (
+            no_cap.stderr
+        )
 
     no_url = tidkit("sync", "--state", state, env={"TIDKIT_API_KEY": "x"})
     assert no_url.returncode == 2 and "Give the server with --url" in no_url.stderr
